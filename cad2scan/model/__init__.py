@@ -1,0 +1,1 @@
+"""cad2scan.model"""
