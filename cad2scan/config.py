@@ -1,0 +1,269 @@
+"""Typed run configuration: dataclasses loaded from YAML presets, unknown keys are errors.
+
+A preset is ``configs/<name>.yaml``; a run is reproducible from its resolved config
+(saved as ``config.yaml`` in the run folder and inside every checkpoint) and its seed.
+Overrides use dotted keys: ``train.lr=0.0005``, ``model.hull.num_prototypes=64``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cad2scan.align.mixing import MixConfig
+from cad2scan.align.transforms import ModelAugmentConfig
+from cad2scan.errors import ConfigError
+from cad2scan.model.backbone import BackboneConfig
+from cad2scan.model.hull import HullConfig
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    """Where the CAD models and scans are, and how they are turned into arrays."""
+
+    cad_root: str = ""  # ModelNet-style folder: <class>/{train,test}/<class>_NNNN.off
+    cad_split: str = "train"
+    scene_format: str = "scannet"  # scannet | s3dis
+    scene_root: str = ""  # ScanNet folder holding scans/ (+ split files) or the S3DIS root
+    train_scenes: str = "train"  # scannet: split name/file; s3dis: areas, e.g. "1,2,3,4,6"
+    eval_scenes: str = "val"  # scannet: split name/file; s3dis: areas, e.g. "5"
+    categories: str = "scannet11"  # preset name or YAML path
+    size_priors: str = "size_priors"  # preset name or YAML path
+    cache_dir: str = ""  # prepared arrays; default: <scene_root>/../cad2scan_cache
+    points_per_model: int = 8192
+    voxel_size: float = 0.05
+    max_models_per_class: int = 0  # 0 = all models of the split
+
+
+@dataclass
+class AlignConfig:
+    """Physical data alignment (PDA) of CAD models into scans."""
+
+    mode: str = "pda"  # pda: mix models into scans | single: size-matched single models (baseline)
+    augment: ModelAugmentConfig = field(default_factory=ModelAugmentConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    negatives_per_sample: int = 1
+
+
+@dataclass
+class ModelConfig:
+    """Backbone + convex-hull feature alignment + class anchors."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    hull: HullConfig = field(default_factory=HullConfig)
+    use_hull: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule and runtime settings."""
+
+    epochs: int = 200
+    steps_per_epoch: int = 0  # 0 = one pass over the unlabelled training scans
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: int = 0  # CPU threads for torch; 0 = all cores
+    num_workers: int = 0  # sample-building worker processes
+    log_every: int = 10
+    deterministic: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs."""
+
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "RunConfig":
+        checks = [
+            (self.align.mode in ("pda", "single"), "align.mode", "must be 'pda' or 'single'"),
+            (self.data.scene_format in ("scannet", "s3dis"), "data.scene_format", "must be 'scannet' or 's3dis'"),
+            (self.data.voxel_size > 0, "data.voxel_size", "must be > 0"),
+            (self.data.points_per_model > 0, "data.points_per_model", "must be > 0"),
+            (self.train.batch_size > 0, "train.batch_size", "must be > 0"),
+            (self.train.epochs > 0, "train.epochs", "must be > 0"),
+            (self.train.lr > 0, "train.lr", "must be > 0"),
+            (self.align.negatives_per_sample >= 0, "align.negatives_per_sample", "must be >= 0"),
+            (self.align.mix.overlap in ("filter", "keep", "random"), "align.mix.overlap",
+             "must be 'filter', 'keep' or 'random'"),
+            (0 < self.align.augment.scale_low <= self.align.augment.scale_high, "align.augment.scale_low/high",
+             "need 0 < scale_low <= scale_high"),
+            (2 <= self.align.augment.crop_min_anchors <= self.align.augment.crop_max_anchors,
+             "align.augment.crop_min_anchors/max", "need 2 <= min <= max"),
+        ]
+        for ok, key, reason in checks:
+            if not ok:
+                raise ConfigError(f"config key {key}: {reason}")
+        return self
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int -> float allowed)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key}: expected a mapping, got {value!r}")
+        return _from_dict(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key {key}: {value!r} does not match {tp}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"config key {key}: expected null, got {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key}: expected a list, got {value!r}")
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        item_type = args[0] if args else Any
+        items = [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"config key {key}: expected {_type_name(tp)}, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"config key {key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _from_dict(cls, raw: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)} (known under "
+            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(sorted(names))})"
+        )
+    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in raw.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'}: {error}") from None
+
+
+def config_from_dict(raw: dict, source: str = "<dict>") -> RunConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a config file is a mapping, got {type(raw).__name__}")
+    try:
+        return _from_dict(RunConfig, raw).validate()
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def config_to_dict(cfg: RunConfig) -> dict:
+    """Plain nested dict (tuples as lists), YAML/JSON safe."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["train.lr=0.01", "model.use_hull=false"]`` -> nested dict (values parsed as YAML)."""
+    raw: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, text = item.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+    return raw
+
+
+def merge_dicts(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_preset_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        return path
+    preset = PRESET_DIR / f"{name_or_path}.yaml"
+    if not preset.is_file():
+        presets = sorted(str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml")
+                         if p.parent.name != "categories" and p.stem != "size_priors")
+        raise ConfigError(f"config preset {str(name_or_path)!r} not found (presets: {', '.join(presets)})")
+    return preset
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+
+
+def load_raw_config(name_or_path: str | Path) -> dict:
+    """A preset's mapping, with ``base: other_preset`` resolved (the file's keys win)."""
+    path = resolve_preset_path(name_or_path)
+    raw = read_yaml(path)
+    base = raw.pop("base", None)
+    if base is not None:
+        raw = merge_dicts(load_raw_config(base), raw)
+    return raw
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a preset name (``demo``, ``scannet``, ``ablations/no_crop``) or a YAML path."""
+    raw = merge_dicts(load_raw_config(name_or_path), parse_overrides(overrides or []))
+    return config_from_dict(raw, str(name_or_path))
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    from cad2scan.io.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -1,0 +1,50 @@
+"""Collate training segments into one sparse batch, keeping the point <-> voxel maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cad2scan.geometry.voxel import voxelise
+
+
+@dataclass
+class Batch:
+    """A voxelised batch of B segments.
+
+    voxel_coords: list of B (M_b, 3) int32 voxel indices (one list entry per batch item).
+    loss_voxel:   (S,) int64 index, into the concatenated voxels, of every synthetic point.
+    loss_label:   (S,) int64 class index of every synthetic point.
+    num_points:   total points in the batch (scene + synthetic).
+    """
+
+    voxel_coords: list[np.ndarray]
+    loss_voxel: np.ndarray
+    loss_label: np.ndarray
+    num_points: int
+
+    @property
+    def num_voxels(self) -> int:
+        return int(sum(len(c) for c in self.voxel_coords))
+
+    def loss_tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.from_numpy(self.loss_voxel).to(device, non_blocking=True),
+                torch.from_numpy(self.loss_label).to(device, non_blocking=True))
+
+
+def collate_segments(segments: list[dict], voxel_size: float) -> Batch:
+    """Voxelise each segment (its own batch item) and keep the synthetic points' voxels."""
+    voxel_coords, loss_voxel, loss_label = [], [], []
+    offset, num_points = 0, 0
+    for segment in segments:
+        grid = voxelise(segment["coord"], voxel_size)
+        synthetic = segment["is_synthetic"] & (segment["label"] >= 0)
+        voxel_coords.append(grid.voxel_coords.astype(np.int32))
+        loss_voxel.append(grid.point_to_voxel[synthetic] + offset)
+        loss_label.append(segment["label"][synthetic])
+        offset += len(grid.voxel_coords)
+        num_points += len(segment["coord"])
+    return Batch(voxel_coords, np.concatenate(loss_voxel).astype(np.int64),
+                 np.concatenate(loss_label).astype(np.int64), num_points)
