@@ -43,18 +43,26 @@ def demo_config(out_dir: Path, method: str, overrides: list[str] | None = None) 
     return config_from_dict(raw, f"demo ({method})")
 
 
+# ``--smoke``: a tiny dataset and a few steps of a narrow network, to check an install
+# (and for tests). Its numbers mean nothing.
+SMOKE_DATASET = {"models_per_class_train": 1, "models_per_class_test": 1, "train_rooms": 2, "eval_rooms": 2}
+SMOKE_OVERRIDES = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=1",
+                   "model.backbone.width_scale=0.25", "model.hull.num_prototypes=16", "data.points_per_model=1024"]
+
+
 def run_demo(out_dir: str | Path, seed: int = 0, methods: list[str] | None = None,
-             overrides: list[str] | None = None, progress: bool = True) -> dict:
+             overrides: list[str] | None = None, progress: bool = True, smoke: bool = False) -> dict:
     """Run the whole demo into ``out_dir``; returns the ``results.json`` content."""
     from cad2scan.synth.generate import generate_demo_dataset
 
     out_dir = Path(out_dir)
     methods = methods or list(METHODS)
+    overrides = (SMOKE_OVERRIDES if smoke else []) + list(overrides or [])
     started = time.perf_counter()
     data_dir = out_dir / "data"
     if not (data_dir / "manifest.json").is_file():
         log.info("generating the demo dataset in %s (seed %d)", data_dir, seed)
-        generate_demo_dataset(data_dir, seed=seed, progress=progress)
+        generate_demo_dataset(data_dir, seed=seed, progress=progress, **(SMOKE_DATASET if smoke else {}))
     else:
         log.info("reusing the demo dataset in %s", data_dir)
     generated = time.perf_counter()
@@ -89,7 +97,7 @@ def run_demo(out_dir: str | Path, seed: int = 0, methods: list[str] | None = Non
     timings["total_s"] = round(time.perf_counter() - started, 1)
     table = format_table(results, data.categories.target_names)
     print("\nPer-class AP (%) on the held-out demo rooms\n" + table)
-    meta = {"seed": seed, "timings": timings, "eval_scenes": [p.stem for p in data.eval_scenes],
+    meta = {"seed": seed, "smoke": smoke, "timings": timings, "eval_scenes": [p.stem for p in data.eval_scenes],
             "config": config_to_dict(first)}
     write_results_json(out_dir / "results.json", results, meta=meta)
     return json.loads((out_dir / "results.json").read_text())

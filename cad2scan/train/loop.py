@@ -19,7 +19,7 @@ from cad2scan.config import RunConfig, save_config
 from cad2scan.errors import ConfigError
 from cad2scan.model.anchors import anchor_loss
 from cad2scan.model.net import RTLNet
-from cad2scan.model.sparse import make_sparse_input
+from cad2scan.model.backbone import make_sparse_input
 from cad2scan.predict import select_device
 from cad2scan.prepare import (ModelBank, default_workers, list_cad_models, list_scene_sources, prepare_models,
                               prepare_scenes)
@@ -62,7 +62,7 @@ def prepare_training_data(cfg: RunConfig, *, with_eval: bool = True, progress: b
     classes = targets + categories.negative_cad_classes(available)
     bank = prepare_models(cfg.data.cad_root, cache, split=cfg.data.cad_split, classes=classes,
                           points_per_model=cfg.data.points_per_model, max_per_class=cfg.data.max_models_per_class,
-                          seed=cfg.train.seed, workers=workers, progress=progress)
+                          seed=0, workers=workers, progress=progress)  # fixed: one cache for all runs
     train_scenes: list[Path] = []
     if cfg.align.mode == "pda":
         sources = list_scene_sources(cfg.data.scene_format, cfg.data.scene_root, cfg.data.train_scenes)

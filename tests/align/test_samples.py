@@ -1,0 +1,100 @@
+"""Training samples: the paper's PDA recipe and the single-model baseline."""
+
+import numpy as np
+import pytest
+
+from cad2scan.align.mixing import MixConfig
+from cad2scan.align.samples import SampleBuilder
+from cad2scan.align.transforms import ModelAugmentConfig
+from cad2scan.classes import load_category_set, load_size_priors
+from cad2scan.errors import UnknownClassError
+
+
+def _box_points(rng, n=600):
+    """Points on a unit box surface, normalised like the model cache (bottom at z=0)."""
+    points = rng.uniform(-0.5, 0.5, size=(n, 3))
+    axis = rng.integers(0, 3, n)
+    points[np.arange(n), axis] = np.sign(points[np.arange(n), axis]) * 0.5
+    points[:, 2] += 0.5
+    return points.astype(np.float32)
+
+
+@pytest.fixture()
+def bank():
+    rng = np.random.default_rng(0)
+    categories = load_category_set("scannet11")
+    names = [c.cad[0] for c in categories.classes] + ["lamp", "plant"]
+    return {name: [_box_points(rng), _box_points(rng)] for name in names}
+
+
+def _scene(rng):
+    floor = np.c_[rng.uniform(0, 6, (4000, 2)), np.zeros(4000)]
+    wall = np.c_[rng.uniform(0, 6, 1500), np.zeros(1500), rng.uniform(0, 2.5, 1500)]
+    return {"coord": np.concatenate([floor, wall]).astype(np.float32), "floor_z": 0.0}
+
+
+def _builder(bank, mode, augment=None, **kw):
+    return SampleBuilder(bank, load_category_set("scannet11"), load_size_priors(), mode,
+                         augment or ModelAugmentConfig(), MixConfig(), **kw)
+
+
+def test_pda_sample_mixes_every_target_and_one_negative_into_the_scene(bank):
+    rng = np.random.default_rng(1)
+    scene = _scene(rng)
+    # no crop: a crop may remove a model's feet (it acts like an occlusion) and the rest stays put
+    segments = _builder(bank, "pda", augment=ModelAugmentConfig(crop=False)).build(scene, rng)
+    assert len(segments) == 1
+    seg = segments[0]
+    synthetic_labels = seg["label"][seg["is_synthetic"]]
+    assert set(np.unique(synthetic_labels)) == set(range(12))  # 11 targets + background (negative)
+    assert np.all(seg["label"][~seg["is_synthetic"]] == -1)
+    assert len(np.unique(seg["model_id"][seg["is_synthetic"]])) == 12
+    # models stand on the floor: the lowest point of each model is near z = 0
+    for model_id in range(12):
+        z = seg["coord"][seg["model_id"] == model_id, 2]
+        assert abs(z.min()) < 0.06
+
+
+def test_pda_models_have_their_real_world_size(bank):
+    rng = np.random.default_rng(2)
+    seg = _builder(bank, "pda").build(_scene(rng), rng)[0]
+    priors = load_size_priors()
+    categories = load_category_set("scannet11")
+    for index, target in enumerate(categories.classes):
+        z = seg["coord"][(seg["model_id"] == index), 2]
+        expected = priors.size_of(target.cad[0])[2]
+        assert 0.85 * expected <= z.max() - z.min() <= 1.12 * expected  # scale 0.9-1.1, crop only lowers
+
+
+def test_single_recipe_gives_one_untransformed_segment_per_model(bank):
+    rng = np.random.default_rng(3)
+    segments = _builder(bank, "single").build(None, rng)
+    assert len(segments) == 12
+    priors = load_size_priors()
+    for index, seg in enumerate(segments[:11]):
+        assert seg["is_synthetic"].all() and np.all(seg["label"] == index)
+        height = seg["coord"][:, 2].max() - seg["coord"][:, 2].min()
+        name = load_category_set("scannet11").classes[index].cad[0]
+        assert height == pytest.approx(priors.size_of(name)[2], rel=1e-4)
+    assert np.all(segments[-1]["label"] == 11)
+
+
+def test_builder_is_deterministic_for_a_seed(bank):
+    scene = _scene(np.random.default_rng(4))
+    a = _builder(bank, "pda").build(scene, np.random.default_rng(9))[0]
+    b = _builder(bank, "pda").build(scene, np.random.default_rng(9))[0]
+    np.testing.assert_array_equal(a["coord"], b["coord"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_missing_target_class_in_the_bank_is_named(bank):
+    del bank["toilet"]
+    with pytest.raises(UnknownClassError, match="toilet"):
+        _builder(bank, "pda")
+
+
+def test_no_negative_class_available_is_an_error(bank):
+    del bank["lamp"], bank["plant"]
+    with pytest.raises(UnknownClassError, match="negative"):
+        _builder(bank, "pda")
+    _builder(bank, "pda", negatives_per_sample=0)  # allowed without negatives
