@@ -10,6 +10,7 @@ used everywhere in training and evaluation are::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,12 +126,15 @@ class CategorySet:
 
 
 def _resolve_scene_label(value, space: str, source: str) -> int:
+    """A scene label given as an id or a class name -> its id in ``space``."""
     names = LABEL_SPACES[space]
     if isinstance(value, bool):
         raise ConfigError(f"{source}: scene label {value!r} is not an id or a name")
     if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"{source}: scene label id {value} is negative")
+        if not 0 <= value < len(names):
+            raise UnknownClassError(
+                f"{source}: scene label id {value} is outside the {space} label space (0..{len(names) - 1})"
+            )
         return value
     if isinstance(value, str):
         if value in names:
@@ -139,8 +143,29 @@ def _resolve_scene_label(value, space: str, source: str) -> int:
     raise ConfigError(f"{source}: scene label {value!r} is not an id or a name")
 
 
+def _name_list(value, what: str) -> tuple[str, ...]:
+    """A YAML list of non-empty strings (a bare string is an error, not a list of letters)."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{what} must be a list of names, got {value!r}")
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{what} must be a list of non-empty names, got {item!r} in {list(value)!r}")
+    return tuple(value)
+
+
+def _label_list(value, space: str, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{what} must be a list of {space} label ids or names, got {value!r}")
+    return tuple(_resolve_scene_label(v, space, what) for v in value)
+
+
 def category_set_from_dict(raw: dict, source: str = "<dict>") -> CategorySet:
-    """Build and validate a CategorySet from its YAML mapping."""
+    """Build and validate a CategorySet from its YAML mapping.
+
+    Raises ConfigError for a malformed set (unknown keys, empty or duplicated classes, a
+    scene label or CAD class claimed twice) and UnknownClassError for a scene label name
+    or id that is not in the label space.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a category set is a mapping, got {type(raw).__name__}")
     known = {"name", "scene_label_space", "ignore_scene_labels", "negatives", "classes", "background"}
@@ -150,9 +175,11 @@ def category_set_from_dict(raw: dict, source: str = "<dict>") -> CategorySet:
     space = raw.get("scene_label_space", "nyu40")
     if space not in LABEL_SPACES:
         raise ConfigError(f"{source}: scene_label_space {space!r} is not one of {sorted(LABEL_SPACES)}")
-    entries = raw.get("classes") or []
-    if not entries:
+    entries = raw.get("classes")
+    if entries is None or (isinstance(entries, (list, tuple)) and not entries):
         raise ConfigError(f"{source}: 'classes' is empty")
+    if not isinstance(entries, (list, tuple)):
+        raise ConfigError(f"{source}: 'classes' must be a list of {{name, cad, scene}} mappings, got {entries!r}")
     classes = []
     for position, entry in enumerate(entries):
         where = f"{source}: classes[{position}]"
@@ -160,26 +187,69 @@ def category_set_from_dict(raw: dict, source: str = "<dict>") -> CategorySet:
             raise ConfigError(f"{where} needs a 'name'")
         extra = sorted(set(entry) - {"name", "cad", "scene"})
         if extra:
-            raise ConfigError(f"{where}: unknown key(s) {extra}")
-        cad = tuple(entry.get("cad") or [entry["name"]])
-        scene = tuple(_resolve_scene_label(v, space, where) for v in entry.get("scene") or [])
+            raise ConfigError(f"{where}: unknown key(s) {extra} (known: cad, name, scene)")
+        name = entry["name"]
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: 'name' must be a non-empty string, got {name!r}")
+        where = f"{where} ({name})"
+        cad = _name_list(entry["cad"], f"{where}: 'cad'") if entry.get("cad") is not None else (name,)
+        if not cad:
+            raise ConfigError(f"{where}: 'cad' lists no CAD classes")
+        scene = _label_list(entry.get("scene") or [], space, f"{where}: 'scene'")
         if not scene:
-            raise ConfigError(f"{where} ({entry['name']}): 'scene' lists no label ids")
-        classes.append(TargetClass(str(entry["name"]), cad, scene))
+            raise ConfigError(f"{where}: 'scene' lists no label ids")
+        classes.append(TargetClass(name, cad, scene))
     names = [c.name for c in classes]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: duplicate class names in {names}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: duplicate class names {duplicates} in {names}")
+    background = raw.get("background", "background")
+    if not isinstance(background, str) or not background:
+        raise ConfigError(f"{source}: 'background' must be a non-empty string, got {background!r}")
+    if background in names:
+        raise ConfigError(f"{source}: background name {background!r} is also a target class name")
+    _check_claimed_once(classes, "cad", "CAD class", source)
+    _check_claimed_once(classes, "scene", "scene label", source)
     negatives = raw.get("negatives", "auto")
-    negatives = None if negatives in (None, "auto") else tuple(negatives)
-    ignore = tuple(_resolve_scene_label(v, space, source) for v in raw.get("ignore_scene_labels") or [])
+    if negatives in (None, "auto"):
+        negatives = None
+    else:
+        negatives = _name_list(negatives, f"{source}: 'negatives' (a list or 'auto')")
+        targets = {cad for c in classes for cad in c.cad}
+        clash = sorted(targets.intersection(negatives))
+        if clash:
+            raise ConfigError(f"{source}: negatives {clash} are target CAD classes")
+    ignore = _label_list(raw.get("ignore_scene_labels") or [], space, f"{source}: ignore_scene_labels")
+    clash = sorted({i for c in classes for i in c.scene}.intersection(ignore))
+    if clash:
+        raise ConfigError(f"{source}: scene label(s) {clash} are both ignored and a target class")
+    set_name = raw.get("name", Path(source).stem)
     return CategorySet(
-        name=str(raw.get("name", Path(source).stem)),
+        name=str(set_name),
         classes=tuple(classes),
         scene_label_space=space,
         ignore_scene_labels=ignore,
         negatives=negatives,
-        background=str(raw.get("background", "background")),
+        background=background,
     )
+
+
+def _check_claimed_once(classes: list[TargetClass], field: str, what: str, source: str) -> None:
+    """A CAD class or scene label that two targets claim would be silently given to one."""
+    owner: dict = {}
+    for target in classes:
+        for item in getattr(target, field):
+            if item in owner and owner[item] != target.name:
+                raise ConfigError(f"{source}: {what} {item!r} is claimed by both {owner[item]!r} and {target.name!r}")
+            owner[item] = target.name
+
+
+def _read_yaml(path: Path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
 
 
 def load_category_set(name_or_path: str | Path) -> CategorySet:
@@ -190,9 +260,7 @@ def load_category_set(name_or_path: str | Path) -> CategorySet:
     if not path.is_file():
         presets = sorted(p.stem for p in (PRESET_DIR / "categories").glob("*.yaml"))
         raise ConfigError(f"category set {str(name_or_path)!r} not found (presets: {', '.join(presets)})")
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle)
-    return category_set_from_dict(raw, str(path))
+    return category_set_from_dict(_read_yaml(path), str(path))
 
 
 @dataclass(frozen=True)
@@ -213,16 +281,24 @@ def load_size_priors(name_or_path: str | Path = "size_priors") -> SizePriors:
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ConfigError(f"size priors file {str(path)!r} not found")
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle) or {}
+    raw = _read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: size priors are a mapping (classes, default), got {type(raw).__name__}")
     unknown = sorted(set(raw) - {"default", "classes"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown} (known: classes, default)")
 
     def check(key, value):
-        if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in value)):
+        if not (isinstance(value, (list, tuple)) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                        for v in value)):
             raise ConfigError(f"{path}: {key} must be three positive numbers (l, w, h in metres), got {value!r}")
         return tuple(float(v) for v in value)
 
-    sizes = {name: check(f"classes.{name}", value) for name, value in (raw.get("classes") or {}).items()}
+    classes = raw.get("classes") or {}
+    if not isinstance(classes, dict):
+        raise ConfigError(f"{path}: classes must map CAD class names to [l, w, h], got {classes!r}")
+    sizes = {str(name): check(f"classes.{name}", value) for name, value in classes.items()}
     return SizePriors(sizes=sizes, default=check("default", raw.get("default", [0.6, 0.6, 0.8])))

@@ -8,6 +8,8 @@ Overrides use dotted keys: ``train.lr=0.0005``, ``model.hull.num_prototypes=64``
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -90,21 +92,37 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> "RunConfig":
+        """Check the values the types cannot express; raise ConfigError naming the key."""
+        d, a, m, t = self.data, self.align, self.model, self.train
         checks = [
-            (self.align.mode in ("pda", "single"), "align.mode", "must be 'pda' or 'single'"),
-            (self.data.scene_format in ("scannet", "s3dis"), "data.scene_format", "must be 'scannet' or 's3dis'"),
-            (self.data.voxel_size > 0, "data.voxel_size", "must be > 0"),
-            (self.data.points_per_model > 0, "data.points_per_model", "must be > 0"),
-            (self.train.batch_size > 0, "train.batch_size", "must be > 0"),
-            (self.train.epochs > 0, "train.epochs", "must be > 0"),
-            (self.train.lr > 0, "train.lr", "must be > 0"),
-            (self.align.negatives_per_sample >= 0, "align.negatives_per_sample", "must be >= 0"),
-            (self.align.mix.overlap in ("filter", "keep", "random"), "align.mix.overlap",
+            (a.mode in ("pda", "single"), "align.mode", "must be 'pda' or 'single'"),
+            (d.scene_format in ("scannet", "scannet_npy", "s3dis"), "data.scene_format", "must be 'scannet', 'scannet_npy' or 's3dis'"),
+            (math.isfinite(d.voxel_size) and d.voxel_size > 0, "data.voxel_size", "must be a finite number > 0"),
+            (d.points_per_model > 0, "data.points_per_model", "must be > 0"),
+            (d.max_models_per_class >= 0, "data.max_models_per_class", "must be >= 0 (0 = all)"),
+            (bool(d.categories), "data.categories", "must name a category set (e.g. scannet11)"),
+            (bool(d.size_priors), "data.size_priors", "must name a size priors file (e.g. size_priors)"),
+            (t.batch_size > 0, "train.batch_size", "must be > 0"),
+            (t.epochs > 0, "train.epochs", "must be > 0"),
+            (t.steps_per_epoch >= 0, "train.steps_per_epoch", "must be >= 0 (0 = one pass over the scans)"),
+            (math.isfinite(t.lr) and t.lr > 0, "train.lr", "must be a finite number > 0"),
+            (math.isfinite(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay", "must be >= 0"),
+            (t.num_threads >= 0, "train.num_threads", "must be >= 0 (0 = all cores)"),
+            (t.num_workers >= 0, "train.num_workers", "must be >= 0"),
+            (t.log_every > 0, "train.log_every", "must be > 0"),
+            (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, "train.device",
+             f"must be auto, cpu, cuda, cuda:N or mps, got {t.device!r}"),
+            (a.negatives_per_sample >= 0, "align.negatives_per_sample", "must be >= 0"),
+            (a.mix.overlap in ("filter", "keep", "random"), "align.mix.overlap",
              "must be 'filter', 'keep' or 'random'"),
-            (0 < self.align.augment.scale_low <= self.align.augment.scale_high, "align.augment.scale_low/high",
+            (0 < a.augment.scale_low <= a.augment.scale_high, "align.augment.scale_low/high",
              "need 0 < scale_low <= scale_high"),
-            (2 <= self.align.augment.crop_min_anchors <= self.align.augment.crop_max_anchors,
+            (2 <= a.augment.crop_min_anchors <= a.augment.crop_max_anchors,
              "align.augment.crop_min_anchors/max", "need 2 <= min <= max"),
+            (m.backbone.in_channels > 0, "model.backbone.in_channels", "must be > 0"),
+            (m.backbone.out_channels > 0, "model.backbone.out_channels", "must be > 0"),
+            (math.isfinite(m.backbone.width_scale) and m.backbone.width_scale > 0, "model.backbone.width_scale",
+             "must be a finite number > 0"),
         ]
         for ok, key, reason in checks:
             if not ok:
@@ -145,6 +163,8 @@ def _coerce(value: Any, tp, key: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # e.g. ``data.eval_scenes=5`` (an S3DIS area) parses as an int
     if tp in (int, float) and isinstance(value, bool):
         raise ConfigError(f"config key {key}: expected {_type_name(tp)}, got {value!r}")
     if isinstance(tp, type) and not isinstance(value, tp):
@@ -164,9 +184,7 @@ def _from_dict(cls, raw: dict, prefix: str = ""):
     kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in raw.items()}
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as error:
+    except (ConfigError, TypeError, ValueError) as error:  # a section's own __post_init__ checks
         raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'}: {error}") from None
 
 
@@ -194,8 +212,29 @@ def config_to_dict(cfg: RunConfig) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2; PyYAML alone wants ``1.0e-3``)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str = "<text>") -> Any:
+    """Parse YAML text with the config loader; a syntax error is a ConfigError naming ``source``."""
+    try:
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML: {error}") from None
+
+
 def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(f"override {dotted!r}: empty key (expected e.g. train.lr)")
     node = raw
     for key in keys[:-1]:
         node = node.setdefault(key, {})
@@ -205,13 +244,17 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
 
 
 def parse_overrides(overrides: list[str]) -> dict:
-    """``["train.lr=0.01", "model.use_hull=false"]`` -> nested dict (values parsed as YAML)."""
+    """``["train.lr=0.01", "model.use_hull=false"]`` -> nested dict (values parsed as YAML).
+
+    An empty value (``data.cad_root=``) is the empty string.
+    """
     raw: dict = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, text = item.split("=", 1)
-        _set_dotted(raw, key.strip(), yaml.safe_load(text))
+        value = "" if not text.strip() else parse_yaml(text, f"override {item!r}")
+        _set_dotted(raw, key.strip(), value)
     return raw
 
 
@@ -240,20 +283,37 @@ def resolve_preset_path(name_or_path: str | Path) -> Path:
 
 
 def read_yaml(path: Path) -> dict:
+    """A config file's mapping ({} for an empty file); ConfigError naming the file otherwise."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config file ({error})") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file is a mapping of sections, got {type(raw).__name__}")
+    return raw
 
 
-def load_raw_config(name_or_path: str | Path) -> dict:
-    """A preset's mapping, with ``base: other_preset`` resolved (the file's keys win)."""
-    path = resolve_preset_path(name_or_path)
+def load_raw_config(name_or_path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A preset's mapping, with ``base: other_preset`` resolved (the file's keys win).
+
+    ``base`` is a preset name or a YAML path; a relative path is taken relative to the
+    file that names it.
+    """
+    path = resolve_preset_path(name_or_path).resolve()
+    if path in _chain:
+        cycle = " -> ".join(str(p) for p in _chain + (path,))
+        raise ConfigError(f"{path}: 'base' inheritance forms a cycle ({cycle})")
     raw = read_yaml(path)
     base = raw.pop("base", None)
     if base is not None:
-        raw = merge_dicts(load_raw_config(base), raw)
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: 'base' must name a preset or a YAML file, got {base!r}")
+        if Path(base).suffix in (".yaml", ".yml") and not Path(base).is_absolute():
+            base = path.parent / base
+        raw = merge_dicts(load_raw_config(base, _chain + (path,)), raw)
     return raw
 
 

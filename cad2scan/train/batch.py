@@ -35,16 +35,30 @@ class Batch:
 
 
 def collate_segments(segments: list[dict], voxel_size: float) -> Batch:
-    """Voxelise each segment (its own batch item) and keep the synthetic points' voxels."""
+    """Voxelise each segment (its own batch item) and keep the synthetic points' voxels.
+
+    segments: dicts with ``coord (P,3) float32`` metres, ``label (P,) int64`` (-1 = no label)
+    and ``is_synthetic (P,) bool``. Only synthetic points with a label >= 0 enter
+    ``loss_voxel`` / ``loss_label``, in segment order then point order; ``loss_voxel`` indexes
+    the voxels of all segments concatenated in order (what ``make_sparse_input`` builds).
+    """
+    if not segments:
+        raise ValueError("collate_segments needs at least one segment")
     voxel_coords, loss_voxel, loss_label = [], [], []
     offset, num_points = 0, 0
-    for segment in segments:
-        grid = voxelise(segment["coord"], voxel_size)
-        synthetic = segment["is_synthetic"] & (segment["label"] >= 0)
+    for position, segment in enumerate(segments):
+        coord = np.asarray(segment["coord"])
+        label = np.asarray(segment["label"])
+        is_synthetic = np.asarray(segment["is_synthetic"], dtype=bool)
+        if label.shape != (len(coord),) or is_synthetic.shape != (len(coord),):
+            raise ValueError(f"segment {position}: label {label.shape} and is_synthetic {is_synthetic.shape} "
+                             f"must be ({len(coord)},) like coord")
+        grid = voxelise(coord, voxel_size)
+        synthetic = is_synthetic & (label >= 0)
         voxel_coords.append(grid.voxel_coords.astype(np.int32))
         loss_voxel.append(grid.point_to_voxel[synthetic] + offset)
-        loss_label.append(segment["label"][synthetic])
+        loss_label.append(label[synthetic])
         offset += len(grid.voxel_coords)
-        num_points += len(segment["coord"])
+        num_points += len(coord)
     return Batch(voxel_coords, np.concatenate(loss_voxel).astype(np.int64),
                  np.concatenate(loss_label).astype(np.int64), num_points)
