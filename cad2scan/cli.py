@@ -21,7 +21,8 @@ def _cmd_demo(args) -> None:
     unknown = [m for m in methods or [] if m not in METHODS]
     if unknown:
         raise Cad2ScanError(f"unknown demo method(s) {unknown} (known: {', '.join(METHODS)})")
-    results = run_demo(args.out, seed=args.seed, methods=methods, overrides=args.set, progress=not args.quiet)
+    results = run_demo(args.out, seed=args.seed, methods=methods, overrides=args.set, progress=not args.quiet,
+                       smoke=args.smoke)
     print(f"\nresults: {Path(args.out) / 'results.json'}")
     for name, row in results["methods"].items():
         print(f"  {name:9s} AmAP {row['AmAP']:.2f}  mIoU {row['mIoU']:.2f}")
@@ -35,14 +36,9 @@ def _cmd_generate(args) -> None:
 
 
 def _cmd_prepare(args) -> None:
-    from cad2scan.config import load_config
-    from cad2scan.train.loop import cache_dir_for, prepare_training_data
+    from cad2scan.prepare_cli import run_prepare
 
-    cfg = load_config(args.config, args.set)
-    data = prepare_training_data(cfg, progress=not args.quiet, workers=args.workers)
-    print(f"cache: {cache_dir_for(cfg)}")
-    print(f"models per class: {data.bank.count()}")
-    print(f"unlabelled training scans: {len(data.train_scenes)}; labelled evaluation scans: {len(data.eval_scenes)}")
+    run_prepare(args)
 
 
 def _cmd_train(args) -> None:
@@ -120,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="", help="comma-separated subset of baseline,pda,pda_fa")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny data and a few steps: checks the installation in about a minute (numbers meaningless)")
     common(p)
     p.set_defaults(func=_cmd_demo)
 
@@ -129,9 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("prepare", help="sample CAD models and convert scans into the cache")
-    p.add_argument("--config", required=True, help="preset name (scannet, s3dis, demo) or YAML file")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores, max 8)")
+    p = sub.add_parser("prepare", help="convert ModelNet40 / ScanNet / S3DIS (or what a config needs) into the cache")
+    from cad2scan.prepare_cli import add_prepare_arguments
+
+    add_prepare_arguments(p)
     common(p)
     p.set_defaults(func=_cmd_prepare)
 

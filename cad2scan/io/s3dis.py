@@ -146,6 +146,16 @@ def read_s3dis_room(room_dir: str | Path) -> dict:
     return _room_dict(annotations, table, np.concatenate(labels), np.concatenate(instances), room)
 
 
+def s3dis_room_files(room_dir: str | Path) -> list[Path]:
+    """The files :func:`read_s3dis_room` reads (every ``Annotations/*.txt``, duplicates
+    included, or the room's ``<room>.txt``), sorted. Used to fingerprint a room's sources."""
+    room_dir = Path(room_dir)
+    annotations = room_dir / "Annotations"
+    if annotations.is_dir():
+        return sorted(p for p in annotations.iterdir() if p.is_file() and p.suffix == ".txt")
+    return [room_dir / f"{room_dir.name}.txt"]
+
+
 def _annotation_files(annotations: Path) -> list[tuple[Path, int]]:
     """(path, class index) of each annotation file, sorted, duplicates removed."""
     candidates = sorted(p for p in annotations.iterdir() if p.is_file() and p.suffix == ".txt")

@@ -166,6 +166,60 @@ def read_scannet_scene(
     return out
 
 
+def scannet_scene_files(
+    scene_dir: str | Path, *, labels: bool = True, align: bool = True, label_map_path: str | Path | None = None
+) -> list[Path]:
+    """The files :func:`read_scannet_scene` reads for these options (those that exist).
+
+    The mesh always (even when missing, so that a caller notices), the ``<scene>.txt``
+    when ``align``, and for ``labels`` the ``.labels.ply`` or else the aggregation, the
+    segments file and the label map. Used to fingerprint a scene's sources.
+    """
+    scene_dir = Path(scene_dir)
+    scene_id = scene_dir.name
+    files = [scene_dir / f"{scene_id}_vh_clean_2.ply"]
+    if align and (scene_dir / f"{scene_id}.txt").is_file():
+        files.append(scene_dir / f"{scene_id}.txt")
+    if labels:
+        labels_path = scene_dir / f"{scene_id}_vh_clean_2.labels.ply"
+        if labels_path.is_file():
+            files.append(labels_path)
+        else:
+            aggregation = scene_dir / f"{scene_id}.aggregation.json"
+            if not aggregation.is_file():
+                aggregation = scene_dir / f"{scene_id}_vh_clean.aggregation.json"
+            segs = scene_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json"
+            tsv = Path(label_map_path) if label_map_path is not None else _find_label_map(scene_dir)
+            files += [f for f in (aggregation, segs, tsv) if f is not None and f.is_file()]
+    return files
+
+
+_EXPORT_VERT = re.compile(r"^(?P<scene>scene\d{4}_\d{2})_vert(?P<all>_all)?\.npy$")
+
+
+def list_scannet_exports(folder: str | Path) -> dict[str, tuple[Path, Path | None]]:
+    """``{scene id: (vert file, sem_label file or None)}`` of a folder of VoteNet exports.
+
+    Accepts both namings: ``<scene>_vert.npy`` + ``<scene>_sem_label.npy`` (VoteNet,
+    subsampled) and ``<scene>_vert_all.npy`` + ``<scene>_sem_label_all.npy``
+    (mmdetection3d, every vertex); when a scene has both, the full ``_all`` pair wins.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, "ScanNet export folder not found")
+    found: dict[str, tuple[Path, Path | None]] = {}
+    for path in sorted(folder.iterdir()):
+        match = _EXPORT_VERT.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        scene, suffix = match["scene"], match["all"] or ""
+        if scene in found and not suffix:
+            continue  # the full export of this scene was already taken
+        label = folder / f"{scene}_sem_label{suffix}.npy"
+        found[scene] = (path, label if label.is_file() else None)
+    return found
+
+
 def _labels_from_aggregation(
     scene_dir: Path, scene_id: str, n_vertices: int, label_map_path: str | Path | None
 ) -> tuple[np.ndarray, np.ndarray] | None:
