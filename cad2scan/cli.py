@@ -47,8 +47,10 @@ def _cmd_train(args) -> None:
 
     cfg = load_config(args.config, args.set)
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
-    result = train(cfg, run_dir, progress=not args.quiet)
-    print(f"checkpoint: {result.checkpoint} ({result.steps} steps, {result.seconds:.0f} s, final loss {result.final_loss:.4f})")
+    result = train(cfg, run_dir, progress=not args.quiet, resume=args.resume)
+    if result.rank == 0:
+        print(f"checkpoint: {result.checkpoint} ({result.steps} steps, {result.seconds:.0f} s, "
+              f"final loss {result.final_loss:.4f})")
 
 
 def _cmd_evaluate(args) -> None:
@@ -84,13 +86,17 @@ def _cmd_evaluate(args) -> None:
 def _cmd_predict(args) -> None:
     from cad2scan.io.predictions import write_predictions
     from cad2scan.io.scans import read_scan
-    from cad2scan.predict import predict_probabilities, select_device
+    from cad2scan.predict import predict_scan, select_device
     from cad2scan.train.checkpoint import load_checkpoint
 
     device = select_device(args.device)
     loaded = load_checkpoint(args.checkpoint, device)
     scan = read_scan(args.scan, units=args.units)
-    probabilities = predict_probabilities(loaded.net, scan["coord"], loaded.config.data.voxel_size, device)
+    probabilities, report = predict_scan(loaded.net, scan["coord"], loaded.config.data.voxel_size, device,
+                                         max_voxels=args.max_voxels or None, progress=True)
+    print(f"{report['points']} points, {report['voxels']} voxels, {report['tiles']} tile(s), "
+          f"{report['seconds']:.2f} s, peak memory {report['peak_memory_bytes'] / 2**20:.0f} MiB "
+          f"({report['peak_memory_kind']})")
     outputs = args.out or [str(Path(args.scan).with_suffix(".pred.npz"))]
     for out in outputs:
         write_predictions(out, scan["coord"], probabilities, loaded.class_names)
@@ -137,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a config")
     p.add_argument("--config", required=True, help="preset name (scannet, s3dis, demo) or YAML file")
     p.add_argument("--out", default="", help="run folder (default: runs/<name>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in the run folder (start afresh when there is none)")
     common(p)
     p.set_defaults(func=_cmd_train)
 
@@ -155,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", default=None, choices=["m", "cm", "mm", "in", "ft"],
                    help="units of the scan (default: detect)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--max-voxels", type=int, default=2_000_000,
+                   help="above this many voxels the scan is processed in overlapping xy tiles with identical "
+                        "results and bounded memory (about 3 KB per voxel); 0 = never tile")
     p.set_defaults(func=_cmd_predict)
     return parser
 
