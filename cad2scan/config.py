@@ -75,10 +75,39 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: int = 0  # CPU threads for torch; 0 = all cores
-    num_workers: int = 0  # sample-building worker processes
+    num_threads: int = 0  # CPU threads for torch; 0 = all cores (split among a node's processes, minus 1 per data worker)
+    num_workers: int = 0  # sample-building worker processes (1 thread each)
     log_every: int = 10
     deterministic: bool = False
+    # --- training engine (cad2scan.train.loop): precision, checkpoints, schedule, observability
+    amp: str | bool = "off"  # off | bf16 | fp16 (autocast + bf16/fp16 sparse-conv GEMMs; GradScaler for fp16)
+    checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = once per epoch
+    keep_checkpoints: int = 1  # resumable checkpoints kept in run_dir/checkpoints (newest first)
+    eval_every: int = 0  # steps between evaluations on the eval scans; 0 = no evaluation while training
+    lr_schedule: str = "constant"  # constant | cosine (to 0 at the last step)
+    warmup_steps: int = 0  # linear learning-rate warm-up from lr / warmup_steps
+    sync_bn: bool = True  # multi-process runs: BatchNorm statistics over the global batch
+    tensorboard: bool = True  # write TensorBoard scalars when the tensorboard package is installed
+
+    def __post_init__(self) -> None:
+        if self.amp is False:  # YAML 1.1 reads a bare ``off`` as false
+            self.amp = "off"
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the training-engine fields; raise ConfigError naming the key."""
+        checks = [
+            (self.amp in ("off", "bf16", "fp16"), "amp", f"must be 'off', 'bf16' or 'fp16', got {self.amp!r}"),
+            (self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = once per epoch)"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1"),
+            (self.eval_every >= 0, "eval_every", "must be >= 0 (0 = no evaluation while training)"),
+            (self.lr_schedule in ("constant", "cosine"), "lr_schedule",
+             f"must be 'constant' or 'cosine', got {self.lr_schedule!r}"),
+            (self.warmup_steps >= 0, "warmup_steps", "must be >= 0"),
+        ]
+        for ok, key, reason in checks:
+            if not ok:
+                raise ConfigError(f"config key train.{key}: {reason}")
 
 
 @dataclass

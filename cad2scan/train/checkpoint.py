@@ -4,6 +4,8 @@ Loading never unpickles anything: safetensors holds only tensors and string meta
 checkpoint is self-describing, so ``predict`` and ``evaluate`` need nothing but the file.
 A SHA-256 digest of the metadata and every tensor (``sha256`` in the metadata) is checked on
 load, so a flipped byte anywhere in the file is reported instead of silently loaded.
+The resumable state of a run (optimizer, LR scheduler, GradScaler, RNG, step) is kept
+beside such a file by :mod:`cad2scan.train.state`, also without pickle.
 """
 
 from __future__ import annotations
@@ -89,14 +91,11 @@ def read_checkpoint_metadata(path: str | Path) -> dict:
     return metadata
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    class_names: list[str] | None = None) -> LoadedModel:
-    """Rebuild the network from a checkpoint and load its weights.
+def read_checkpoint_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The verified weights (on the CPU) and string metadata of a checkpoint.
 
-    With ``class_names`` different from the checkpoint's, the anchor head is rebuilt for
-    the new classes (backbone and hull weights are kept) and a warning says so.
     Raises CheckpointError (message starting with the path) for a missing, damaged or
-    tampered file, or weights that do not fit the network.
+    tampered file (SHA-256 digest mismatch).
     """
     path = Path(path)
     metadata = read_checkpoint_metadata(path)
@@ -110,6 +109,31 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                               f"cad2scan: re-save it)")
     if checkpoint_digest(state, metadata) != expected:
         raise CheckpointError(f"{path}: checksum mismatch: the file was modified or damaged after it was written")
+    return state, metadata
+
+
+def load_weights(path: str | Path, net: torch.nn.Module) -> dict:
+    """Load a checkpoint's verified weights into an existing ``net`` (strict); returns the metadata."""
+    state, metadata = read_checkpoint_tensors(path)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        detail = " ".join(line.strip() for line in str(error).splitlines()[:3])
+        raise CheckpointError(f"{path}: weights do not fit the network ({detail})") from None
+    return metadata
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    class_names: list[str] | None = None) -> LoadedModel:
+    """Rebuild the network from a checkpoint and load its weights.
+
+    With ``class_names`` different from the checkpoint's, the anchor head is rebuilt for
+    the new classes (backbone and hull weights are kept) and a warning says so.
+    Raises CheckpointError (message starting with the path) for a missing, damaged or
+    tampered file, or weights that do not fit the network.
+    """
+    path = Path(path)
+    state, metadata = read_checkpoint_tensors(path)
     try:
         config = config_from_dict(parse_yaml(metadata["config"], f"{path} (embedded config)"),
                                   f"{path} (embedded config)")

@@ -1,12 +1,24 @@
-"""A deterministic stream of training batches, optionally built in worker processes.
+"""A deterministic stream of training batches, built in worker processes, ready for the GPU.
 
-Batch ``step`` is built from ``numpy.random.default_rng([seed, step])`` and the scenes of
-a per-epoch permutation, so the stream is the same whatever the number of workers and a
-resumed run can start at any step.
+Every training sample is a pure function of ``(seed, step, slot)``: sample ``slot`` of batch
+``step`` draws from ``numpy.random.default_rng([seed, step, slot])`` and mixes into the scan
+that a per-epoch permutation assigns to that slot. So the stream is the same
+
+* whatever the number of DataLoader workers (workers build whole steps, round robin),
+* when a run is resumed at any step (``start_step``),
+* when the B samples of a step are shared among ``world_size`` processes (distributed
+  data parallel): rank r builds the slots ``np.array_split(range(B), world_size)[r]``, and
+  the ranks' shares concatenated are exactly the single-process batch.
+
+Workers hand over :class:`TensorBatch` objects (torch tensors travel through shared memory,
+the DataLoader pins them for asynchronous host-to-GPU copies) and run one thread each.
 """
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +29,78 @@ from cad2scan.align.samples import SampleBuilder
 from cad2scan.prepare import load_scene
 from cad2scan.train.batch import Batch, collate_segments
 
+SCENE_CACHE_SIZE = 32  # memory-mapped scans kept open per process (each holds open files)
+
+
+@dataclass
+class TensorBatch:
+    """One process's share of a training step, as tensors.
+
+    voxel_coords: (M, 3) int32 voxel indices of all batch items concatenated.
+    item_voxels:  M_b per batch item (they sum to M); item b gets batch index b.
+    loss_voxel:   (S,) int64 index into the M voxels of every labelled synthetic point.
+    loss_label:   (S,) int64 class index of those points.
+    num_points:   points of this share (scene + synthetic), for throughput.
+    num_samples:  training samples of this share (scans mixed with models; in the
+                  ``single`` recipe, groups of Q + negatives models).
+    step:         the global step the share belongs to.
+    """
+
+    voxel_coords: torch.Tensor
+    item_voxels: list[int]
+    loss_voxel: torch.Tensor
+    loss_label: torch.Tensor
+    num_points: int
+    num_samples: int
+    step: int
+
+    @classmethod
+    def from_batch(cls, batch: Batch, num_samples: int, step: int) -> "TensorBatch":
+        coords = np.concatenate(batch.voxel_coords).astype(np.int32, copy=False)
+        return cls(torch.from_numpy(np.ascontiguousarray(coords)), [len(c) for c in batch.voxel_coords],
+                   torch.from_numpy(batch.loss_voxel), torch.from_numpy(batch.loss_label), batch.num_points,
+                   num_samples, step)
+
+    @property
+    def num_voxels(self) -> int:
+        return int(self.voxel_coords.shape[0])
+
+    def pin_memory(self) -> "TensorBatch":
+        """Page-locked copies (called by the DataLoader's pinning thread when pin_memory=True)."""
+        return replace(self, voxel_coords=self.voxel_coords.pin_memory(), loss_voxel=self.loss_voxel.pin_memory(),
+                       loss_label=self.loss_label.pin_memory())
+
+    def to_device(self, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(per-item (M_b, 3) int32 coords, loss_voxel, loss_label) on ``device``.
+
+        One copy per tensor, ``non_blocking`` (asynchronous from pinned memory on CUDA).
+        """
+        coords = self.voxel_coords.to(device, non_blocking=True)
+        return (list(coords.split(self.item_voxels)), self.loss_voxel.to(device, non_blocking=True),
+                self.loss_label.to(device, non_blocking=True))
+
+
+def rank_slots(batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """The sample slots of a step that ``rank`` builds: contiguous, disjoint, covering range(B)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world of {world_size}")
+    if batch_size < world_size:
+        raise ValueError(f"batch size {batch_size} is smaller than the {world_size} processes")
+    return [int(s) for s in np.array_split(np.arange(batch_size), world_size)[rank]]
+
 
 class BatchStream(IterableDataset):
-    """Yields ``Batch`` objects for steps ``start_step .. total_steps-1`` in order."""
+    """Yields one :class:`TensorBatch` per step ``start_step .. total_steps-1``, in order.
+
+    With ``rank`` / ``world_size`` the batches hold only that rank's slots (see the module
+    docstring); ``batch_size`` is always the global batch size.
+    """
 
     def __init__(self, builder: SampleBuilder, scene_files: list[Path], batch_size: int, voxel_size: float,
-                 seed: int, total_steps: int, start_step: int = 0):
+                 seed: int, total_steps: int, start_step: int = 0, rank: int = 0, world_size: int = 1):
         super().__init__()
+        if builder.mode != "single" and not scene_files:
+            raise ValueError("the pda recipe needs unlabelled training scans (none given)")
         self.builder = builder
         self.scene_files = list(scene_files)
         self.batch_size = batch_size
@@ -31,57 +108,97 @@ class BatchStream(IterableDataset):
         self.seed = seed
         self.total_steps = total_steps
         self.start_step = start_step
-        self._scene_cache: dict[int, dict] = {}
+        self.slots = rank_slots(batch_size, rank, world_size)
+        self._scene_cache: OrderedDict[int, dict] = OrderedDict()
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            if len(self._orders) > 4:
+                self._orders.clear()
+            self._orders[epoch] = np.random.default_rng([self.seed, 7919, epoch]).permutation(len(self.scene_files))
+        return self._orders[epoch]
 
     def scenes_for_step(self, step: int) -> list[int]:
-        """Indices of the scans used by batch ``step`` (each epoch visits every scan once)."""
+        """Indices of the scans of all B slots of batch ``step`` (each epoch visits every scan once)."""
         count = len(self.scene_files)
         picks = []
         for slot in range(step * self.batch_size, (step + 1) * self.batch_size):
             epoch, position = divmod(slot, count)
-            order = np.random.default_rng([self.seed, 7919, epoch]).permutation(count)
-            picks.append(int(order[position]))
+            picks.append(int(self._epoch_order(epoch)[position]))
         return picks
 
     def _scene(self, index: int) -> dict:
-        if index not in self._scene_cache:
-            self._scene_cache[index] = load_scene(self.scene_files[index])
+        if index in self._scene_cache:
+            self._scene_cache.move_to_end(index)
+        else:
+            self._scene_cache[index] = load_scene(self.scene_files[index], mmap=True)
+            while len(self._scene_cache) > SCENE_CACHE_SIZE:
+                self._scene_cache.popitem(last=False)
         return self._scene_cache[index]
 
-    def build_batch(self, step: int) -> Batch:
-        rng = np.random.default_rng([self.seed, step])
-        segments = []
+    def build_sample(self, step: int, slot: int) -> list[dict]:
+        """The segments of sample ``slot`` of batch ``step`` (independent of every other sample)."""
+        rng = np.random.default_rng([self.seed, step, slot])
         if self.builder.mode == "single":
-            for _ in range(self.batch_size):
-                segments.extend(self.builder.build(None, rng))
-        else:
-            for index in self.scenes_for_step(step):
-                segments.extend(self.builder.build(self._scene(index), rng))
+            return self.builder.build(None, rng)
+        scene_index = self.scenes_for_step(step)[slot]
+        return self.builder.build(self._scene(scene_index), rng)
+
+    def build_batch(self, step: int, slots: list[int] | None = None) -> Batch:
+        """This rank's share of batch ``step`` (``slots`` overrides which samples)."""
+        segments = []
+        for slot in self.slots if slots is None else slots:
+            segments.extend(self.build_sample(step, slot))
         return collate_segments(segments, self.voxel_size)
+
+    def build_tensor_batch(self, step: int) -> TensorBatch:
+        return TensorBatch.from_batch(self.build_batch(step), len(self.slots), step)
+
+    def __len__(self) -> int:
+        return self.total_steps - self.start_step
 
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         for step in range(self.start_step, self.total_steps):
             if (step - self.start_step) % workers == worker:
-                yield self.build_batch(step)
+                yield self.build_tensor_batch(step)
 
 
-def _already_collated(batch: Batch) -> Batch:
+def _already_collated(batch: TensorBatch) -> TensorBatch:
     return batch
 
 
-def make_loader(stream: BatchStream, num_workers: int, pin_memory: bool) -> DataLoader:
-    """A DataLoader over the stream (batches are already collated: batch_size=None)."""
+def limit_worker_threads(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: one compute thread per worker process (torch, OpenMP and
+    the BLAS behind numpy/scipy), so W workers beside the training process use W cores."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: numpy's BLAS then keeps its own setting
+        return
+    threadpool_limits(limits=1)
+
+
+def make_loader(stream: BatchStream, num_workers: int, pin_memory: bool, prefetch_factor: int = 4) -> DataLoader:
+    """A DataLoader over the stream (batches are already collated: batch_size=None).
+
+    ``num_workers`` processes build ``prefetch_factor`` steps ahead each; ``pin_memory``
+    page-locks batches in a background thread for ``non_blocking`` host-to-GPU copies.
+    """
     return DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                       collate_fn=_already_collated, persistent_workers=False,
-                      prefetch_factor=4 if num_workers > 0 else None)
+                      worker_init_fn=limit_worker_threads if num_workers > 0 else None,
+                      prefetch_factor=prefetch_factor if num_workers > 0 else None)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     """Seed torch (CPU and CUDA) for weight init; with ``deterministic`` ask for deterministic kernels."""
     torch.manual_seed(seed)
     if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (before first use)
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
