@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
-from cad2scan import __version__
-from cad2scan.errors import Cad2ScanError
+# Before torch loads: OpenMP threads sleep instead of spinning at barriers. Spinning threads
+# make training on a CPU shared with other processes tens of times slower (see __main__.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from cad2scan import __version__  # noqa: E402
+from cad2scan.errors import Cad2ScanError  # noqa: E402
 
 log = logging.getLogger("cad2scan")
 
