@@ -19,12 +19,17 @@ import numpy as np
 from cad2scan.errors import UnknownClassError
 from cad2scan.geometry.mesh import Mesh
 from cad2scan.synth import primitives as P
+from cad2scan.synth.cad_negatives import NEGATIVE_BUILDERS
 
 TARGET_CLASSES = (
     "bathtub", "bed", "bookshelf", "chair", "curtain", "desk",
     "door", "sink", "sofa", "table", "toilet",
 )
-NEGATIVE_CLASSES = ("lamp", "monitor", "plant", "bottle", "vase", "night_stand", "wardrobe")
+# Non-target ModelNet40 classes, the only source of the background class in training.
+# The first seven are built here; the rest come from cad2scan.synth.cad_negatives.
+NEGATIVE_CLASSES = ("lamp", "monitor", "plant", "bottle", "vase", "night_stand", "wardrobe") + tuple(
+    NEGATIVE_BUILDERS
+)
 ALL_CLASSES = TARGET_CLASSES + NEGATIVE_CLASSES
 
 UNIT_SCALE_RANGE = (10.0, 50.0)
@@ -249,7 +254,8 @@ def _table(rng: np.random.Generator) -> list[Mesh]:
             x = sx * px
             parts.append(P.box([x - 0.03, -width * 0.3, 0.05], [x + 0.03, width * 0.3, under]))
             parts.append(P.box([x - 0.04, -width * 0.42, 0], [x + 0.04, width * 0.42, 0.06]))
-        parts.append(P.box([-px, -0.03, _u(rng, 0.15, 0.4)], [px, 0.03, 0.5 * under]))
+        stretcher_top = 0.5 * under  # bottom kept below the top, so the bar is never inside out
+        parts.append(P.box([-px, -0.03, min(_u(rng, 0.15, 0.4), stretcher_top - 0.04)], [px, 0.03, stretcher_top]))
     return parts
 
 
@@ -578,7 +584,8 @@ def _toilet(rng: np.random.Generator) -> list[Mesh]:
             [-tank_w / 2 + 0.03, y_back - tank_d - 0.02, tz + tank_h - 0.08],
             [-tank_w / 2 + 0.08, y_back - tank_d, tz + tank_h - 0.06]
         ))
-        parts.append(P.box([-0.08, by + r * elong - 0.05, 0.05], [0.08, y_back - tank_d + 0.01, tz + 0.02]))
+        neck_y = by + r * elong - 0.05  # bowl-to-tank neck; never inverted (deep tanks overlap the bowl)
+        parts.append(P.box([-0.08, neck_y, 0.05], [0.08, max(y_back - tank_d + 0.01, neck_y + 0.03), tz + 0.02]))
     else:  # low connector to a wall (tank hidden)
         parts.append(P.box([-0.12, by + r * elong - 0.05, 0.0], [0.12, y_back, bowl_h]))
     if lid == "open":
@@ -788,7 +795,7 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], list[Mesh]]] = {
     "curtain": _curtain, "desk": _desk, "door": _door, "sink": _sink, "sofa": _sofa,
     "table": _table, "toilet": _toilet, "lamp": _lamp, "monitor": _monitor,
     "plant": _plant, "bottle": _bottle, "vase": _vase, "night_stand": _night_stand,
-    "wardrobe": _wardrobe,
+    "wardrobe": _wardrobe, **NEGATIVE_BUILDERS,
 }
 
 
