@@ -53,6 +53,7 @@ class AlignConfig:
     augment: ModelAugmentConfig = field(default_factory=ModelAugmentConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     negatives_per_sample: int = 1
+    scene_crop: float = 0.0  # metres: mix into a random square xy window of the scan; 0 = whole scan
 
 
 @dataclass
@@ -141,6 +142,7 @@ class RunConfig:
             (t.log_every > 0, "train.log_every", "must be > 0"),
             (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, "train.device",
              f"must be auto, cpu, cuda, cuda:N or mps, got {t.device!r}"),
+            (a.scene_crop >= 0, "align.scene_crop", "must be >= 0 (0 = whole scan)"),
             (a.negatives_per_sample >= 0, "align.negatives_per_sample", "must be >= 0"),
             (a.mix.overlap in ("filter", "keep", "random"), "align.mix.overlap",
              "must be 'filter', 'keep' or 'random'"),

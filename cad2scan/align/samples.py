@@ -25,6 +25,19 @@ from cad2scan.classes import CategorySet, SizePriors
 from cad2scan.errors import UnknownClassError
 
 
+def crop_scene(scene: dict, window: float, rng: np.random.Generator) -> dict:
+    """The points of ``scene`` inside a ``window`` x ``window`` m xy square around a random point.
+
+    scene: ``coord (S,3)`` float32 and ``floor_z``; a scan smaller than the window is kept whole.
+    """
+    coord = scene["coord"]
+    if len(coord) == 0 or np.all(np.ptp(coord[:, :2], axis=0) <= window):
+        return scene
+    centre = coord[rng.integers(len(coord)), :2]
+    inside = np.all(np.abs(coord[:, :2] - centre) <= window / 2, axis=1)
+    return {**scene, "coord": coord[inside]}
+
+
 @dataclass
 class SampleBuilder:
     """Draws models from a bank and builds the segments of one training sample.
@@ -39,6 +52,7 @@ class SampleBuilder:
     augment: object  # ModelAugmentConfig
     mix: object  # MixConfig
     negatives_per_sample: int = 1
+    scene_crop: float = 0.0  # metres; > 0: mix into a random square xy window of the scan
 
     def __post_init__(self) -> None:
         self.targets: list[tuple[int, list[str]]] = []
@@ -82,6 +96,8 @@ class SampleBuilder:
             return segments
         if scene is None:
             raise ValueError("the pda recipe needs an unlabelled scene to mix models into")
+        if self.scene_crop > 0:
+            scene = crop_scene(scene, self.scene_crop, rng)
         augmented = [(augment_model(points, self.priors.size_of(cad), self.augment, rng), label)
                      for cad, points, label in models]
         mixed = mix_models_into_scene(scene["coord"], augmented, rng, self.mix, floor_z=scene.get("floor_z"))

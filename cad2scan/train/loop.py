@@ -290,7 +290,8 @@ def train(cfg: RunConfig, run_dir: str | Path, data: TrainingData | None = None,
         data = data or _prepare_on_all_ranks(cfg, ctx, progress and ctx.is_main)
         show = progress and ctx.is_main
         builder = SampleBuilder(data.bank.points, data.categories, data.priors, cfg.align.mode,
-                                cfg.align.augment, cfg.align.mix, cfg.align.negatives_per_sample)
+                                cfg.align.augment, cfg.align.mix, cfg.align.negatives_per_sample,
+                                cfg.align.scene_crop)
         steps_per_epoch = cfg.train.steps_per_epoch or max(1, math.ceil(len(data.train_scenes) / cfg.train.batch_size))
         total_steps = cfg.train.epochs * steps_per_epoch
         checkpoint_every = cfg.train.checkpoint_every or steps_per_epoch

@@ -98,3 +98,18 @@ def test_no_negative_class_available_is_an_error(bank):
     with pytest.raises(UnknownClassError, match="negative"):
         _builder(bank, "pda")
     _builder(bank, "pda", negatives_per_sample=0)  # allowed without negatives
+
+
+def test_scene_crop_keeps_only_a_window_of_the_scan_and_models_land_inside_it(bank):
+    from cad2scan.align.samples import crop_scene
+
+    rng = np.random.default_rng(5)
+    scene = _scene(rng)
+    cropped = crop_scene(scene, 2.0, np.random.default_rng(6))
+    extent = np.ptp(cropped["coord"][:, :2], axis=0)
+    assert np.all(extent <= 2.0 + 1e-6) and 0 < len(cropped["coord"]) < len(scene["coord"])
+    assert crop_scene(scene, 50.0, rng) is scene  # a window larger than the scan keeps it whole
+    builder = _builder(bank, "pda", scene_crop=3.0)
+    seg = builder.build(scene, np.random.default_rng(7))[0]
+    scene_xy = seg["coord"][~seg["is_synthetic"], :2]
+    assert np.all(np.ptp(scene_xy, axis=0) <= 3.0 + 1e-6)
