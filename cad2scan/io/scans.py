@@ -24,6 +24,8 @@ SCAN_EXTENSIONS: tuple[str, ...] = (".ply", ".npy", ".npz", ".txt", ".xyz", ".pt
 # bounding-box extent (largest side, file units) above which metres are implausible
 CENTIMETRE_EXTENT = 200.0
 MILLIMETRE_EXTENT = 2000.0
+# metres from the origin beyond which float32 spacing exceeds ~1 cm (georeferenced LAS, UTM)
+FLOAT32_SAFE_RANGE = 1.0e5
 
 
 def read_scan(path: str | Path, units: str | None = None, *, drop_invalid: bool = False) -> dict[str, np.ndarray]:
@@ -70,7 +72,9 @@ def read_scan(path: str | Path, units: str | None = None, *, drop_invalid: bool 
             raise EmptyScanError(path, "scan has no valid points")
 
     scale = UNIT_SCALES[units] if units is not None else _guess_scale(path, coord)
-    out = {"coord": (coord * scale).astype(np.float32)}
+    coord = coord * scale
+    _warn_if_far_from_origin(path, coord)
+    out = {"coord": coord.astype(np.float32)}
     if color is not None:
         out["color"] = color
     return out
@@ -91,6 +95,17 @@ def _guess_scale(path: Path, coord: np.ndarray) -> float:
     return UNIT_SCALES[unit]
 
 
+def _warn_if_far_from_origin(path: Path, coord: np.ndarray) -> None:
+    """Log a warning when float32 would round ``coord`` ((N, 3) float64 metres) coarsely."""
+    reach = float(np.abs(coord).max())
+    if reach > FLOAT32_SAFE_RANGE:
+        spacing = float(np.spacing(np.float32(reach)))
+        logger.warning(
+            "%s: points lie up to %.0f m from the origin; as float32 they are rounded to about %.3f m "
+            "(re-centre the scan, e.g. subtract its georeferencing offset, when precision matters)", path, reach, spacing,
+        )
+
+
 def _colors_to_uint8(path: Path, colors: np.ndarray) -> np.ndarray | None:
     """(N, 3) uint8 from colour columns: 0..1 floats are scaled, 0..255 values rounded."""
     colors = np.asarray(colors)
@@ -101,7 +116,7 @@ def _colors_to_uint8(path: Path, colors: np.ndarray) -> np.ndarray | None:
     if finite.size and finite.max() <= 1.0 and colors.dtype.kind == "f":
         values = values * 255.0
     elif finite.size and finite.max() > 255:
-        values = values / 257.0  # 16-bit colours (LAS, some PLY)
+        values = values / 257.0  # 16-bit colours (some PLY)
     return np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8)
 
 
@@ -321,19 +336,46 @@ def _ascii_packed_rgb(values: np.ndarray) -> np.ndarray:
 
 
 def _read_las(path: Path):
+    """ASPRS LAS 1.0-1.4 (any point format) or LAZ, via the optional ``laspy`` package.
+
+    Coordinates come back scaled and offset (float64, file units); 16-bit colours
+    (formats 2, 3, 5, 7, 8, 10) become 8-bit, see ``_las_colors_to_uint8``.
+    """
     try:
         import laspy  # optional dependency
     except ImportError:
         raise DataFormatError(path, "reading .las/.laz needs the optional package laspy: pip install laspy "
-                                    "(and 'laspy[lazrs]' for .laz)") from None
+                                    "(or pip install 'cad2scan[las]', which also brings the LAZ backend lazrs)") from None
     try:
-        las = laspy.read(str(path))
-    except Exception as exc:  # laspy raises its own error types
-        raise DataFormatError(path, f"laspy cannot read it ({exc})") from None
-    coord = np.stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)], axis=1)
-    names = set(las.point_format.dimension_names)
+        with laspy.open(str(path)) as reader:
+            declared = int(reader.header.point_count)
+            if reader.header.are_points_compressed and not laspy.LazBackend.detect_available():
+                raise DataFormatError(path, "LAZ-compressed points need a LAZ backend for laspy, none is installed: "
+                                            "pip install lazrs (or pip install laszip)")
+            points = reader.read_points(-1)
+    except DataFormatError:
+        raise
+    except Exception as exc:  # laspy, lazrs and numpy each raise their own types on a bad file
+        reason = str(exc).replace("\n", " ")[:160]
+        raise DataFormatError(path, f"not a readable LAS/LAZ file ({type(exc).__name__}: {reason})") from None
+    if len(points) != declared:
+        raise DataFormatError(path, f"truncated LAS file: header declares {declared} points, file holds {len(points)}")
+    coord = np.stack([np.asarray(points.x), np.asarray(points.y), np.asarray(points.z)], axis=1)
     color = None
-    if {"red", "green", "blue"} <= names:
-        raw = np.stack([np.asarray(las.red), np.asarray(las.green), np.asarray(las.blue)], axis=1)
-        color = _colors_to_uint8(path, raw.astype(np.uint16))
+    if {"red", "green", "blue"} <= set(points.point_format.dimension_names):
+        color = _las_colors_to_uint8(np.stack([np.asarray(points.red), np.asarray(points.green),
+                                               np.asarray(points.blue)], axis=1))
     return coord, color
+
+
+def _las_colors_to_uint8(colors: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 from LAS (N, 3) uint16 colours.
+
+    The LAS spec stores 16-bit colours; writers scale 8-bit values by 256 or by 257, and
+    some store plain 0..255 values. A high byte (>> 8) recovers the 8-bit value in both
+    scaled cases; when no value exceeds 255 the colours are taken as already 8-bit.
+    """
+    colors = np.asarray(colors, dtype=np.uint16)
+    if colors.size and colors.max() > 255:
+        colors = colors >> 8
+    return colors.astype(np.uint8)

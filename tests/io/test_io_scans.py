@@ -188,11 +188,128 @@ def test_malformed_inputs_name_the_file(tmp_path):
         read_scan(tmp_path / "absent.ply")
 
 
-def test_las_without_laspy_says_what_to_install(tmp_path, monkeypatch):
+@pytest.mark.parametrize("suffix", [".las", ".laz"])
+def test_las_without_laspy_says_what_to_install(tmp_path, monkeypatch, suffix):
     monkeypatch.setitem(sys.modules, "laspy", None)  # import laspy -> ImportError
-    (tmp_path / "s.las").write_bytes(b"LASF")
-    with pytest.raises(DataFormatError, match=r"s\.las: .*pip install laspy"):
-        read_scan(tmp_path / "s.las")
+    (tmp_path / f"s{suffix}").write_bytes(b"LASF")
+    with pytest.raises(DataFormatError, match=rf"s\{suffix}: reading \.las/\.laz needs .*pip install laspy"):
+        read_scan(tmp_path / f"s{suffix}")
+
+
+# ------------------------------------------------------------------ LAS / LAZ written by laspy itself
+
+LAS_SCALE = 0.001
+LAS_OFFSET = np.array([10.0, -20.0, 0.5])
+# on the 1 mm LAS grid, not integers: a reader that skips scale/offset returns raw ints
+LAS_POINTS = np.array([[10.123, -19.877, 0.501], [11.5, -18.25, 2.999], [12.007, -17.5, 1.234], [10.0, -20.0, 0.5]])
+LAS_COLORS = np.array([[255, 0, 0], [0, 128, 0], [1, 2, 3], [254, 255, 127]], dtype=np.uint8)
+
+
+def _write_las(path, points, *, point_format=3, version="1.2", colors16=None, scale=LAS_SCALE, offset=LAS_OFFSET):
+    """Write (N, 3) float64 points [and (N, 3) 16-bit colours] with laspy (skips if it is absent)."""
+    laspy = pytest.importorskip("laspy")
+    header = laspy.LasHeader(point_format=point_format, version=version)
+    header.scales = np.full(3, scale)
+    header.offsets = np.asarray(offset, dtype=np.float64)
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = points[:, 0], points[:, 1], points[:, 2]
+    if colors16 is not None:
+        las.red, las.green, las.blue = colors16[:, 0], colors16[:, 1], colors16[:, 2]
+    las.write(str(path))
+    return las
+
+
+@pytest.mark.parametrize(
+    "version, point_format, has_rgb",
+    [("1.2", 0, False), ("1.2", 1, False), ("1.2", 2, True), ("1.2", 3, True),
+     ("1.4", 6, False), ("1.4", 7, True), ("1.4", 8, True)],
+)
+def test_las_point_formats_read_scaled_coordinates_and_colours(tmp_path, version, point_format, has_rgb):
+    colors16 = LAS_COLORS.astype(np.uint16) * 257 if has_rgb else None
+    las = _write_las(tmp_path / "s.las", LAS_POINTS, point_format=point_format, version=version, colors16=colors16)
+    assert not np.allclose(np.asarray(las.X), LAS_POINTS[:, 0])  # stored ints differ from metres
+    scan = read_scan(tmp_path / "s.las")
+    assert scan["coord"].dtype == np.float32 and scan["coord"].shape == (len(LAS_POINTS), 3)
+    np.testing.assert_allclose(scan["coord"], LAS_POINTS, atol=LAS_SCALE / 100)
+    if has_rgb:
+        np.testing.assert_array_equal(scan["color"], LAS_COLORS)
+        assert scan["color"].dtype == np.uint8
+    else:
+        assert "color" not in scan
+
+
+def test_las_off_grid_coordinates_are_quantised_to_the_las_scale(tmp_path):
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-5.0, 5.0, size=(200, 3))
+    _write_las(tmp_path / "q.las", points, point_format=0, scale=0.01, offset=[0.0, 0.0, 0.0])
+    coord = read_scan(tmp_path / "q.las")["coord"]
+    error = np.abs(coord - points)
+    assert coord.shape == (200, 3) and error.max() <= 0.005 + 1e-6
+    assert error.max() > 1e-4  # really quantised: the file stores centimetres
+
+
+@pytest.mark.parametrize("to_16bit", [lambda c: c * 257, lambda c: c * 256, lambda c: c], ids=["x257", "x256", "8bit"])
+def test_las_16bit_colour_conventions_all_give_the_8bit_values(tmp_path, to_16bit):
+    _write_las(tmp_path / "c.las", LAS_POINTS, colors16=to_16bit(LAS_COLORS.astype(np.uint16)))
+    np.testing.assert_array_equal(read_scan(tmp_path / "c.las")["color"], LAS_COLORS)
+
+
+def test_empty_las_raises_empty_scan_error_naming_the_file(tmp_path):
+    _write_las(tmp_path / "none.las", np.zeros((0, 3)), point_format=2, colors16=np.zeros((0, 3), np.uint16))
+    with pytest.raises(EmptyScanError, match=r"none\.las: scan has no points"):
+        read_scan(tmp_path / "none.las")
+
+
+def test_corrupt_las_files_raise_data_format_error_naming_the_file(tmp_path):
+    _write_las(tmp_path / "good.las", LAS_POINTS, point_format=3, colors16=LAS_COLORS.astype(np.uint16) * 257)
+    data = (tmp_path / "good.las").read_bytes()
+    point_size = 34  # LAS point format 3 record length
+    cases = {
+        "garbage.las": (b"hello garbage " * 40, r"not a readable LAS/LAZ file \(LaspyException: Invalid file signature"),
+        "short_header.las": (data[:100], r"not a readable LAS/LAZ file \(LaspyException: .*small"),
+        "half_point.las": (data[:-10], r"not a readable LAS/LAZ file \(ValueError"),
+        "lost_point.las": (data[:-point_size], r"truncated LAS file: header declares 4 points, file holds 3"),
+        "zero_bytes.las": (b"", r"not a readable LAS/LAZ file"),
+    }
+    for name, (content, reason) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataFormatError, match=name.replace(".", r"\.") + ": " + reason):
+            read_scan(tmp_path / name)
+
+
+def test_laz_round_trip_with_an_installed_backend(tmp_path):
+    laspy = pytest.importorskip("laspy")
+    if not laspy.LazBackend.detect_available():
+        pytest.skip("no LAZ backend (pip install lazrs) to write and read .laz")
+    _write_las(tmp_path / "s.laz", LAS_POINTS, point_format=3, colors16=LAS_COLORS.astype(np.uint16) * 256)
+    assert (tmp_path / "s.laz").read_bytes()[104] & 0x80  # the points really are compressed
+    scan = read_scan(tmp_path / "s.laz")
+    np.testing.assert_allclose(scan["coord"], LAS_POINTS, atol=LAS_SCALE / 100)
+    np.testing.assert_array_equal(scan["color"], LAS_COLORS)
+    (tmp_path / "cut.laz").write_bytes((tmp_path / "s.laz").read_bytes()[:-20])
+    with pytest.raises(DataFormatError, match=r"cut\.laz: not a readable LAS/LAZ file"):
+        read_scan(tmp_path / "cut.laz")
+
+
+def test_laz_without_a_backend_says_what_to_install(tmp_path, monkeypatch):
+    laspy = pytest.importorskip("laspy")
+    _write_las(tmp_path / "plain.las", LAS_POINTS, point_format=3)
+    data = bytearray((tmp_path / "plain.las").read_bytes())
+    data[104] |= 0x80  # point-format byte with the "compressed" bit set, as in every .laz
+    (tmp_path / "s.laz").write_bytes(bytes(data))
+    monkeypatch.setattr(laspy.LazBackend, "detect_available", classmethod(lambda cls: ()))
+    with pytest.raises(DataFormatError, match=r"s\.laz: LAZ-compressed points need a LAZ backend .*pip install lazrs"):
+        read_scan(tmp_path / "s.laz")
+
+
+def test_georeferenced_las_warns_about_float32_precision(tmp_path, caplog):
+    utm = LAS_POINTS + np.array([500000.0, 4000000.0, 0.0])
+    _write_las(tmp_path / "utm.las", utm, point_format=0, offset=[500000.0, 4000000.0, 0.0])
+    with caplog.at_level(logging.WARNING, logger="cad2scan.io.scans"):
+        scan = read_scan(tmp_path / "utm.las", units="m")
+    assert "utm.las: points lie up to 3999982 m from the origin" in caplog.text
+    assert "rounded to about 0.250 m" in caplog.text and "re-centre" in caplog.text
+    np.testing.assert_allclose(scan["coord"], utm, atol=0.5)  # float32 keeps only ~0.25 m here
 
 
 def test_real_scannet_mesh_reads_in_metres():
