@@ -31,14 +31,7 @@ def randomise_batch_norm(net: torch.nn.Module, generator: torch.Generator) -> No
             module.running_mean.copy_(0.1 * torch.randn(module.num_features, generator=generator))
             module.running_var.copy_(0.5 + torch.rand(module.num_features, generator=generator))
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine two OpenMP threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import numpy as np
 from cad2scan.errors import DataFormatError, EmptyScanError
 from cad2scan.geometry.mesh import Mesh
 from cad2scan.io.atomic import atomic_open
+from cad2scan.io.common import read_file_bytes
 
 # OFF, COFF, NOFF, CNOFF, STOFF ...: the letters before "OFF" announce extra per-vertex
 # columns (colours, normals, texture coordinates); only the first three are kept.
@@ -67,12 +68,7 @@ def read_off(path: str | Path) -> Mesh:
     EmptyScanError when the mesh has no vertices or no faces.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read file ({exc.strerror or exc})") from None
+    raw = read_file_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

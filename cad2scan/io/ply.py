@@ -20,6 +20,7 @@ import numpy as np
 
 from cad2scan.errors import DataFormatError, EmptyScanError
 from cad2scan.io.atomic import atomic_open
+from cad2scan.io.common import read_file_bytes
 from cad2scan.io.off import fan_triangulate
 
 # PLY type name -> numpy dtype (native; byte order is applied per file)
@@ -251,12 +252,7 @@ def read_ply(path: str | Path, *, check_finite: bool = True) -> dict[str, dict[s
     has no vertices, and (when ``check_finite``) DataFormatError when x/y/z hold NaN/inf.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read file ({exc.strerror or exc})") from None
+    data = read_file_bytes(path)
     header = read_ply_header(path, data)
     if header.format == "ascii":
         result = _read_ascii_body(path, header, data)

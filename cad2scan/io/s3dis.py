@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cad2scan.errors import DataFormatError, EmptyScanError, UnknownClassError
+from cad2scan.io.common import read_file_bytes
 
 S3DIS_CLASSES: tuple[str, ...] = (
     "ceiling", "floor", "wall", "beam", "column", "window", "door",
@@ -49,12 +50,7 @@ def read_points_txt(path: str | Path, fields: int = _FIELDS) -> np.ndarray:
     (~22 ms) or ``np.fromstring`` (~17 ms), so only malformed files take the slow path.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFormatError(path, "file not found") from None
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read file ({exc.strerror or exc})") from None
+    data = read_file_bytes(path)
     if b"\x00" in data:
         offsets = np.flatnonzero(np.frombuffer(data, np.uint8) == 0)
         warnings.warn(

@@ -19,27 +19,10 @@ import numpy as np
 
 from cad2scan.geometry.mesh import Mesh
 from cad2scan.synth import primitives as P
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
-
-def _chance(rng: np.random.Generator, p: float) -> bool:
-    return bool(rng.random() < p)
-
-
-def _about(mesh: Mesh, pivot, rotation: np.ndarray) -> Mesh:
-    """Rotate ``mesh`` by ``rotation`` (3, 3) about the point ``pivot`` (3,)."""
-    pivot = np.asarray(pivot, dtype=np.float64)
-    return P.transform(P.transform(mesh, translation=-pivot), rotation, translation=pivot)
-
-
-def _post(round_: bool, x: float, y: float, z0: float, z1: float, t: float) -> Mesh:
-    """Upright leg of width ``t`` at (x, y) from z0 to z1: square bar or round rod."""
-    if round_:
-        return P.cylinder(t / 2, z1 - z0, 10, base=(x, y, z0))
-    return P.box([x - t / 2, y - t / 2, z0], [x + t / 2, y + t / 2, z1])
+from cad2scan.synth.randparts import chance as _chance
+from cad2scan.synth.randparts import rotate_about as _about
+from cad2scan.synth.randparts import uniform as _u
+from cad2scan.synth.randparts import upright_post as _post
 
 
 def _limb(p0, p1, r0: float, r1: float, segments: int = 10) -> Mesh:

@@ -20,6 +20,10 @@ from cad2scan.errors import UnknownClassError
 from cad2scan.geometry.mesh import Mesh
 from cad2scan.synth import primitives as P
 from cad2scan.synth.cad_negatives import NEGATIVE_BUILDERS
+from cad2scan.synth.randparts import chance as _chance
+from cad2scan.synth.randparts import rotate_about as _about
+from cad2scan.synth.randparts import uniform as _u
+from cad2scan.synth.randparts import upright_post as _leg
 
 TARGET_CLASSES = (
     "bathtub", "bed", "bookshelf", "chair", "curtain", "desk",
@@ -33,26 +37,6 @@ NEGATIVE_CLASSES = ("lamp", "monitor", "plant", "bottle", "vase", "night_stand",
 ALL_CLASSES = TARGET_CLASSES + NEGATIVE_CLASSES
 
 UNIT_SCALE_RANGE = (10.0, 50.0)
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
-
-def _chance(rng: np.random.Generator, p: float) -> bool:
-    return bool(rng.random() < p)
-
-
-def _about(mesh: Mesh, pivot, rotation: np.ndarray) -> Mesh:
-    """Rotate ``mesh`` by ``rotation`` (3, 3) about the point ``pivot`` (3,)."""
-    pivot = np.asarray(pivot, dtype=np.float64)
-    return P.transform(P.transform(mesh, translation=-pivot), rotation, translation=pivot)
-
-
-def _leg(rng_round: bool, x: float, y: float, z0: float, z1: float, t: float) -> Mesh:
-    if rng_round:
-        return P.cylinder(t / 2, z1 - z0, 10, base=(x, y, z0))
-    return P.box([x - t / 2, y - t / 2, z0], [x + t / 2, y + t / 2, z1])
 
 
 # ------------------------------------------------------------------ seating

@@ -7,15 +7,7 @@ import torch
 from cad2scan.errors import ConfigError
 from cad2scan.model.backbone import BackboneConfig, MinkUNet14, build_backbone, make_sparse_input
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny problems: one thread is as fast, and immune to a busy machine's oversubscription
-    (two OpenMP threads on a loaded 2-core box run these tests 30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 def scene(rng, n=600, extent=40):

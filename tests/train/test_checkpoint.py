@@ -22,14 +22,7 @@ NAMES = ["chair", "table", "sofa", "background"]
 TINY = ["model.backbone.width_scale=0.25", "model.backbone.out_channels=16", "model.hull.num_prototypes=8",
         "train.lr=0.0005", "name=tiny"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

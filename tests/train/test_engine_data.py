@@ -13,13 +13,7 @@ from cad2scan.train.data import BatchStream, TensorBatch, make_loader, rank_slot
 
 VOXEL = 0.05
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(rng, points=256):

@@ -25,7 +25,6 @@ from torch import nn
 
 from cad2scan.align.samples import SampleBuilder
 from cad2scan.config import config_from_dict, config_to_dict
-from cad2scan.demo import demo_config
 from cad2scan.model.net import RTLNet
 from cad2scan.train.checkpoint import load_checkpoint
 from cad2scan.train.data import BatchStream
@@ -35,29 +34,15 @@ from cad2scan.train.loop import global_batch_loss, prepare_training_data, train
 WORLD = 2
 STEPS = 3
 LR = 1e-3
-TINY = ["model.backbone.width_scale=0.25", "model.hull.num_prototypes=8", "data.points_per_model=1024",
-        "train.epochs=1", f"train.steps_per_epoch={STEPS}", "train.batch_size=2", "train.num_threads=1",
-        "train.num_workers=0", "train.log_every=1", "train.deterministic=true", "train.device=cpu",
-        f"train.lr={LR}", "train.tensorboard=false"]
+RUN = ["train.batch_size=2", "train.num_workers=0", "train.log_every=1", "train.deterministic=true",
+       f"train.lr={LR}", "train.tensorboard=false"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from cad2scan.synth.generate import generate_demo_dataset
-    from cad2scan.synth.scanner import ScannerConfig
-
-    root = tmp_path_factory.mktemp("ddp")
-    generate_demo_dataset(root / "data", models_per_class_train=1, models_per_class_test=1, train_rooms=2,
-                          eval_rooms=1, progress=False, scanner=ScannerConfig(max_points=12000))
-    cfg = demo_config(root, "pda_fa", TINY)
+def tiny(tiny_demo_run):
+    root, cfg = tiny_demo_run("ddp", STEPS, RUN)
     data = prepare_training_data(cfg, with_eval=False, progress=False, workers=1)
     return root, cfg, data
 

@@ -8,36 +8,20 @@ import sys
 import types
 
 import pytest
-import torch
 
-from cad2scan.demo import demo_config
 from cad2scan.train import monitor
 from cad2scan.train.loop import prepare_training_data, train
 from cad2scan.train.monitor import trim_metrics
 
 STEPS = 3
-TINY = ["model.backbone.width_scale=0.25", "model.hull.num_prototypes=8", "data.points_per_model=1024",
-        "train.epochs=1", f"train.steps_per_epoch={STEPS}", "train.batch_size=1", "train.num_threads=1",
-        "train.log_every=2", "train.eval_every=2", "train.device=cpu"]
+RUN = ["train.batch_size=1", "train.log_every=2", "train.eval_every=2"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from cad2scan.synth.generate import generate_demo_dataset
-    from cad2scan.synth.scanner import ScannerConfig
-
-    root = tmp_path_factory.mktemp("monitor")
-    generate_demo_dataset(root / "data", models_per_class_train=1, models_per_class_test=1, train_rooms=2,
-                          eval_rooms=1, progress=False, scanner=ScannerConfig(max_points=12000))
-    cfg = demo_config(root, "pda_fa", TINY)
+def tiny(tiny_demo_run):
+    root, cfg = tiny_demo_run("monitor", STEPS, RUN)
     return root, cfg, prepare_training_data(cfg, with_eval=True, progress=False, workers=1)
 
 

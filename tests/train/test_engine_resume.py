@@ -13,33 +13,18 @@ import yaml
 from safetensors.torch import load_file
 
 from cad2scan.config import config_to_dict
-from cad2scan.demo import demo_config
 from cad2scan.train.loop import prepare_training_data, train
 
 STEPS = 10
-TINY = ["model.backbone.width_scale=0.25", "model.hull.num_prototypes=8", "data.points_per_model=1024",
-        "train.epochs=1", f"train.steps_per_epoch={STEPS}", "train.batch_size=1", "train.num_threads=1",
-        "train.num_workers=1", "train.log_every=1", "train.checkpoint_every=2", "train.keep_checkpoints=2",
-        "train.deterministic=true", "train.device=cpu", "train.tensorboard=false"]
+RUN = ["train.batch_size=1", "train.num_workers=1", "train.log_every=1", "train.checkpoint_every=2",
+       "train.keep_checkpoints=2", "train.deterministic=true", "train.tensorboard=false"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from cad2scan.synth.generate import generate_demo_dataset
-    from cad2scan.synth.scanner import ScannerConfig
-
-    root = tmp_path_factory.mktemp("resume")
-    generate_demo_dataset(root / "data", models_per_class_train=1, models_per_class_test=1, train_rooms=2,
-                          eval_rooms=1, progress=False, scanner=ScannerConfig(max_points=12000))
-    cfg = demo_config(root, "pda_fa", TINY)
+def tiny(tiny_demo_run):
+    root, cfg = tiny_demo_run("resume", STEPS, RUN)
     data = prepare_training_data(cfg, with_eval=False, progress=False, workers=1)  # fills the cache
     config_file = root / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

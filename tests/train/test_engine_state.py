@@ -23,13 +23,7 @@ NAMES = ["chair", "table", "background"]
 TINY = ["model.backbone.width_scale=0.25", "model.backbone.out_channels=8", "model.hull.num_prototypes=4",
         "train.lr_schedule=cosine", "train.warmup_steps=2"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
