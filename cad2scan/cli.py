@@ -111,6 +111,17 @@ def _cmd_predict(args) -> None:
     print("points per predicted class: " + json.dumps(summary))
 
 
+def _cmd_experiment(args) -> None:
+    from cad2scan.experiments import describe_registry, run_experiment
+
+    if args.list or not args.name:
+        print(describe_registry())
+        return
+    result = run_experiment(args.name, data=args.data, out_dir=args.out, seed=args.seed, smoke=args.smoke,
+                            overrides=args.set, progress=not args.quiet, retrain=args.retrain)
+    print(f"\nresults: {Path(args.out) / 'results' / (result['meta']['table'] + '.md')} (and .json)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cad2scan", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"cad2scan {__version__}")
@@ -172,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="above this many voxels the scan is processed in overlapping xy tiles with identical "
                         "results and bounded memory (about 3 KB per voxel); 0 = never tile")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("experiment", help="run a table of the paper (table1, table5) or one row: train, evaluate, "
+                                          "write results/<table>.md/.json next to the paper's numbers")
+    p.add_argument("name", nargs="?", default="", help="table, row or preset name (none or --list: list them)")
+    p.add_argument("--list", action="store_true", help="list the tables and rows")
+    p.add_argument("--data", default="demo", choices=["demo", "scannet", "s3dis"],
+                   help="data set (demo: the embedded data, generated into OUT/data when missing)")
+    p.add_argument("--out", default="experiments_out", help="output folder (default: experiments_out)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="tiny data and a few steps per row (numbers meaningless)")
+    p.add_argument("--retrain", action="store_true", help="train rows again even when a finished identical run exists")
+    common(p)
+    p.set_defaults(func=_cmd_experiment)
     return parser
 
 
