@@ -47,7 +47,7 @@ def room_points(rng, length, width, height=2.5, n_boxes=8, density=2500.0):
         _sample_rectangle(rng, o + ex, ey, ez, density),
     ]
     for _ in range(n_boxes):
-        size = rng.uniform([0.4, 0.4, 0.4], [1.6, 1.2, 1.2])
+        size = rng.uniform([0.4, 0.4, 0.4], [1.6, 1.2, 1.2]) * min(1.0, length / 4.0)  # small rooms, small boxes
         corner = np.array([rng.uniform(0, length - size[0]), rng.uniform(0, width - size[1]), 0.0])
         bx, by, bz = np.diag(size)
         parts += [
@@ -70,7 +70,7 @@ def room_voxels(target_voxels: int, rng: np.random.Generator) -> np.ndarray:
         ratio = target_voxels / len(coords)
         if abs(ratio - 1) < 0.03:
             break
-        length *= ratio**0.6  # floor grows with length^2, walls with length
+        length = max(0.5, length * ratio**0.6)  # floor grows with length^2, walls with length
     return coords
 
 

@@ -236,8 +236,11 @@ class CoordinateManager:
         row o) with coords_in[i] == coords_out[o] + d * in_stride * dilation.
 
         Returns (counts per offset, in_idx (P,), out_idx (P,)), pairs grouped by offset."""
-        reach = max(max(abs(v) for v in o) for o in offsets) * dilation
-        grid = self._grid(in_stride) if reach <= GRID_PAD else None
+        # Cells a query may leave the bounding box by: below (coarse outputs floor up to
+        # ratio - 1 cells below the box, plus negative offsets) and above.
+        below = out_stride // in_stride - 1 + max(0, -min(min(o) for o in offsets)) * dilation
+        above = max(0, max(max(o) for o in offsets)) * dilation
+        grid = self._grid(in_stride) if max(below, above) <= GRID_PAD else None
         if grid is not None:
             deltas = torch.tensor([grid.delta(o, dilation) for o in offsets], device=self.device)
             queries = grid.linear(self.coords_at(out_stride)).unsqueeze(0) + deltas.unsqueeze(1)

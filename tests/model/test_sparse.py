@@ -18,14 +18,7 @@ from cad2scan.model.sparse import (
     sparse_conv,
 )
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny problems: one thread is as fast, and immune to a busy machine's oversubscription
-    (two OpenMP threads on a loaded 2-core box run these tests 30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(params=["gather", "im2col"])
@@ -107,16 +100,18 @@ def test_stride2_kernel2_conv_matches_dense_and_floors_coordinates(shuffle, conv
     torch.testing.assert_close(y.feats, at_sites(ref, y.coords, stride=2), rtol=1e-5, atol=1e-5)
 
 
-def test_stride2_kernel3_conv_matches_dense_conv3d_with_padding(conv_path):
+@pytest.mark.parametrize("stride", [2, 4])
+def test_strided_kernel3_conv_matches_dense_conv3d_with_padding(conv_path, stride):
     g = torch.Generator().manual_seed(4)
     x = random_scene(g)
-    conv = SparseConv3d(3, 4, kernel_size=3, stride=2)
+    conv = SparseConv3d(3, 4, kernel_size=3, stride=stride)
     w_dense = torch.randn(4, 3, 3, 3, 3, generator=g)
     with torch.no_grad():
         conv.weight.copy_(ours_from_dense_weight(w_dense))
     y = conv(x)
-    ref = F.conv3d(to_dense(x), w_dense, stride=2, padding=1)
-    torch.testing.assert_close(y.feats, at_sites(ref, y.coords, stride=2), rtol=1e-5, atol=1e-5)
+    assert y.stride == stride and bool((y.coords[:, 1:] % stride == 0).all())
+    ref = F.conv3d(to_dense(x), w_dense, stride=stride, padding=1)
+    torch.testing.assert_close(y.feats, at_sites(ref, y.coords, stride=stride), rtol=1e-5, atol=1e-5)
 
 
 def test_second_downsampling_uses_stride2_coordinates():
@@ -244,7 +239,9 @@ def test_dense_grid_and_sorted_key_lookups_give_the_same_maps(monkeypatch, shuff
 
     g = torch.Generator().manual_seed(17)
     x = random_scene(g, shuffle=shuffle)
-    keys = [(1, 1, 3, 1), (1, 1, 5, 1), (1, 1, 3, 2), (1, 2, 2, 1), (1, 2, 3, 1), (2, 2, 3, 1), (2, 4, 2, 1)]
+    x = SparseTensor(x.coords + torch.tensor([0, 3, 3, 3]), x.feats)  # box starts at -1: coarse cells start below it
+    assert x.coords[:, 1:].min().item() == -1
+    keys = [(1, 1, 3, 1), (1, 1, 5, 1), (1, 1, 3, 2), (1, 2, 2, 1), (1, 2, 3, 1), (2, 2, 3, 1), (2, 4, 2, 1), (1, 4, 3, 1), (1, 8, 3, 1)]
 
     def pair_sets(manager):
         out = []
