@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=16, help="number of meshes")
     parser.add_argument("--points", type=int, default=8192, help="points per mesh")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--oversample", type=float, default=None,
+                        help="candidates per point for poisson_disk_sample (default: its own)")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -187,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{'unif CV':>7s} {'cov':>5s}")
     for index, (name, mesh) in enumerate(meshes):
         seed = args.seed + index
-        ours_t, ours = _timed(poisson_disk_sample, mesh, args.points, np.random.default_rng(seed), 4.0, name)
+        extra = {} if args.oversample is None else {"oversample": args.oversample}
+        ours_t, ours = _timed(lambda: poisson_disk_sample(
+            mesh, args.points, np.random.default_rng(seed), name=name, **extra))
         unif = sample_surface_uniform(mesh, args.points, np.random.default_rng(seed))
         dense = sample_surface_uniform(mesh, 16 * args.points, np.random.default_rng(seed + 10_000))
         row = {"ours_t": ours_t, "ours_cv": uniformity(ours)["nn_cv"], "ours_cov": coverage(ours, dense),

@@ -159,3 +159,46 @@ def test_poisson_disk_works_far_from_the_origin_and_in_any_unit():
     points = poisson_disk_sample(far, 1000, np.random.default_rng(12)).astype(np.float64)
     assert points.shape == (1000, 3)
     assert uniformity(points - 1e5)["nn_cv"] < 0.25
+
+
+def test_min_degree_set_is_maximal_independent_and_prefers_low_degree_nodes():
+    from cad2scan.geometry.sampling import _min_degree_independent_set
+
+    # Star 0-{1,2,3} plus an edge 3-4: the leaves 1, 2, 4 exclude fewer nodes than the hub.
+    lo = np.array([0, 0, 0, 3], dtype=np.int64)
+    hi = np.array([1, 2, 3, 4], dtype=np.int64)
+    keep = _min_degree_independent_set(6, lo, hi)
+    np.testing.assert_array_equal(np.flatnonzero(keep), [1, 2, 4, 5])  # 5 is isolated
+
+    rng = np.random.default_rng(0)
+    pairs = np.unique(np.sort(rng.integers(0, 300, size=(900, 2)), axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] < pairs[:, 1]]
+    keep = _min_degree_independent_set(300, pairs[:, 0], pairs[:, 1])
+    assert not np.any(keep[pairs[:, 0]] & keep[pairs[:, 1]])  # independent
+    covered = keep.copy()
+    covered[pairs[keep[pairs[:, 0]], 1]] = True
+    covered[pairs[keep[pairs[:, 1]], 0]] = True
+    assert covered.all()  # maximal: every node is kept or next to a kept one
+
+
+def test_topping_up_with_given_distances_matches_the_tree_query():
+    from cad2scan.geometry.sampling import _top_up_farthest
+
+    rng = np.random.default_rng(5)
+    points = rng.random((400, 3))
+    keep = np.zeros(400, dtype=bool)
+    keep[:50] = True
+    from scipy.spatial import cKDTree
+
+    to_kept = np.full(400, np.inf)
+    to_kept[~keep] = cKDTree(points[keep]).query(points[~keep])[0]
+    np.testing.assert_array_equal(
+        _top_up_farthest(points, keep, 20, to_kept), _top_up_farthest(points, keep, 20)
+    )
+
+
+def test_poisson_disk_spacing_is_near_regular_on_a_cube():
+    points = poisson_disk_sample(unit_cube(), 4096, np.random.default_rng(9))
+    stats = uniformity(points)
+    assert stats["nn_cv"] < 0.09  # random-order dart throwing gives ~0.12
+    assert stats["min_nn_rel"] > 0.7
