@@ -65,7 +65,7 @@ def _cmd_evaluate(args) -> None:
     from cad2scan.eval.tables import format_table, write_results_json
     from cad2scan.predict import select_device
     from cad2scan.train.checkpoint import load_checkpoint
-    from cad2scan.train.loop import prepare_training_data
+    from cad2scan.train.loop import prepare_eval_scenes
 
     device = select_device(args.device)
     loaded = load_checkpoint(args.checkpoint, device)
@@ -77,9 +77,10 @@ def _cmd_evaluate(args) -> None:
     if categories.names != loaded.class_names:
         raise Cad2ScanError(f"checkpoint classes {loaded.class_names} differ from category set "
                             f"{cfg.data.categories!r} ({categories.names})")
-    cfg.align.mode = "single"  # evaluation needs no unlabelled training scans
-    data = prepare_training_data(cfg, progress=not args.quiet)
-    result = evaluate_scenes(loaded.net, data.eval_scenes, categories, cfg.data.voxel_size, device,
+    eval_scenes = prepare_eval_scenes(cfg, progress=not args.quiet)
+    if not eval_scenes:
+        raise Cad2ScanError("no evaluation scans: set data.eval_scenes (e.g. --set data.eval_scenes=val)")
+    result = evaluate_scenes(loaded.net, eval_scenes, categories, cfg.data.voxel_size, device,
                              progress=not args.quiet)
     name = Path(args.checkpoint).parent.name or "model"
     print(format_table({name: result}, categories.target_names))
@@ -128,11 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, config_required: bool = False):
+    def common(p):
         p.add_argument("--quiet", action="store_true", help="no progress bars")
-        if config_required is not None:
-            p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                           help="override a config value, e.g. train.lr=0.0005 (repeatable)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. train.lr=0.0005 (repeatable)")
 
     p = sub.add_parser("demo", help="generate the embedded data, train baseline / PDA / PDA+FA, compare")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")

@@ -20,6 +20,7 @@ from cad2scan.eval.tables import format_table, write_results_json
 from cad2scan.io.predictions import write_prediction_ply
 from cad2scan.predict import predict_probabilities
 from cad2scan.prepare import load_scene
+from cad2scan.train.checkpoint import load_checkpoint
 from cad2scan.train.loop import prepare_training_data, setup_runtime, train
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,16 @@ METHODS = {
 }
 
 
+def demo_data_paths(out_dir: str | Path) -> dict[str, str]:
+    """The ``data`` keys pointing a config at the demo dataset generated under ``out_dir``."""
+    out_dir = Path(out_dir)
+    return {"cad_root": str(out_dir / "data" / "ModelNet"), "scene_root": str(out_dir / "data" / "ScanNet"),
+            "cache_dir": str(out_dir / "cache")}
+
+
 def demo_config(out_dir: Path, method: str, overrides: list[str] | None = None) -> RunConfig:
     """The demo preset pointed at the generated data, with a method's switches applied."""
-    raw = load_raw_config("demo")
-    raw = merge_dicts(raw, {"name": method, "data": {
-        "cad_root": str(out_dir / "data" / "ModelNet"),
-        "scene_root": str(out_dir / "data" / "ScanNet"),
-        "cache_dir": str(out_dir / "cache"),
-    }})
+    raw = merge_dicts(load_raw_config("demo"), {"name": method, "data": demo_data_paths(out_dir)})
     raw = merge_dicts(raw, parse_overrides(METHODS[method] + list(overrides or [])))
     return config_from_dict(raw, f"demo ({method})")
 
@@ -50,37 +53,37 @@ SMOKE_OVERRIDES = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_siz
                    "model.backbone.width_scale=0.25", "model.hull.num_prototypes=16", "data.points_per_model=1024"]
 
 
+def ensure_demo_dataset(out_dir: str | Path, seed: int, smoke: bool = False, progress: bool = True) -> None:
+    """Generate the demo dataset into ``out_dir/data`` unless a finished one is there."""
+    from cad2scan.synth.generate import generate_demo_dataset
+
+    data_dir = Path(out_dir) / "data"
+    if (data_dir / "manifest.json").is_file():
+        log.info("reusing the demo dataset in %s", data_dir)
+        return
+    log.info("generating the demo dataset in %s (seed %d)", data_dir, seed)
+    generate_demo_dataset(data_dir, seed=seed, progress=progress, **(SMOKE_DATASET if smoke else {}))
+
+
 def run_demo(out_dir: str | Path, seed: int = 0, methods: list[str] | None = None,
              overrides: list[str] | None = None, progress: bool = True, smoke: bool = False) -> dict:
     """Run the whole demo into ``out_dir``; returns the ``results.json`` content."""
-    from cad2scan.synth.generate import generate_demo_dataset
-
     out_dir = Path(out_dir)
     methods = methods or list(METHODS)
-    overrides = (SMOKE_OVERRIDES if smoke else []) + list(overrides or [])
+    overrides = [f"train.seed={seed}"] + (SMOKE_OVERRIDES if smoke else []) + list(overrides or [])
     started = time.perf_counter()
-    data_dir = out_dir / "data"
-    if not (data_dir / "manifest.json").is_file():
-        log.info("generating the demo dataset in %s (seed %d)", data_dir, seed)
-        generate_demo_dataset(data_dir, seed=seed, progress=progress, **(SMOKE_DATASET if smoke else {}))
-    else:
-        log.info("reusing the demo dataset in %s", data_dir)
+    ensure_demo_dataset(out_dir, seed, smoke, progress)
     generated = time.perf_counter()
 
-    first = demo_config(out_dir, methods[0], [f"train.seed={seed}"] + list(overrides or []))
-    setup_runtime(first)
     # Models, unlabelled and labelled scans are prepared once and shared by all methods.
-    pda_cfg = demo_config(out_dir, "pda", [f"train.seed={seed}"] + list(overrides or []))
-    data = prepare_training_data(pda_cfg, progress=progress)
+    data = prepare_training_data(demo_config(out_dir, "pda", overrides), progress=progress)
 
     results, timings = {}, {"generate_s": round(generated - started, 1)}
     for method in methods:
-        cfg = demo_config(out_dir, method, [f"train.seed={seed}"] + list(overrides or []))
+        cfg = demo_config(out_dir, method, overrides)
         device = setup_runtime(cfg)
         run_dir = out_dir / "runs" / method
         result = train(cfg, run_dir, data=data, progress=progress)
-        from cad2scan.train.checkpoint import load_checkpoint
-
         net = load_checkpoint(result.checkpoint, device).net
         results[method] = evaluate_scenes(net, data.eval_scenes, data.categories, cfg.data.voxel_size, device,
                                           progress=progress)
@@ -98,6 +101,6 @@ def run_demo(out_dir: str | Path, seed: int = 0, methods: list[str] | None = Non
     table = format_table(results, data.categories.target_names)
     print("\nPer-class AP (%) on the held-out demo rooms\n" + table)
     meta = {"seed": seed, "smoke": smoke, "timings": timings, "eval_scenes": [p.stem for p in data.eval_scenes],
-            "config": config_to_dict(first)}
+            "config": config_to_dict(demo_config(out_dir, methods[0], overrides))}
     write_results_json(out_dir / "results.json", results, meta=meta)
     return json.loads((out_dir / "results.json").read_text())

@@ -159,7 +159,7 @@ def row_config(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, sm
     Order (later wins): the data set's preset, the smoke settings (``smoke``), the row's
     switches, the demo data paths (``dataset == "demo"``), ``train.seed``, ``overrides``.
     """
-    from cad2scan.demo import SMOKE_OVERRIDES
+    from cad2scan.demo import SMOKE_OVERRIDES, demo_data_paths
 
     if dataset not in DATASETS:
         raise ConfigError(f"unknown data set {dataset!r} (known: {', '.join(DATASETS)})")
@@ -169,10 +169,7 @@ def row_config(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, sm
     raw = merge_dicts(raw, row_switches(row))
     raw["name"] = row.name
     if dataset == "demo":
-        out_dir = Path(out_dir)
-        raw = merge_dicts(raw, {"data": {"cad_root": str(out_dir / "data" / "ModelNet"),
-                                         "scene_root": str(out_dir / "data" / "ScanNet"),
-                                         "cache_dir": str(out_dir / "cache")}})
+        raw = merge_dicts(raw, {"data": demo_data_paths(out_dir)})
     raw = merge_dicts(raw, parse_overrides([f"train.seed={seed}"] + list(overrides or [])))
     return config_from_dict(raw, f"experiment row {row.name} ({dataset})")
 
@@ -235,12 +232,9 @@ def run_experiment(name: str, *, data: str = "demo", out_dir: str | Path = "expe
                for row in table.rows}  # all checked before anything runs
 
     if data == "demo":
-        from cad2scan.demo import SMOKE_DATASET
-        from cad2scan.synth.generate import generate_demo_dataset
+        from cad2scan.demo import ensure_demo_dataset
 
-        if not (out_dir / "data" / "manifest.json").is_file():
-            log.info("generating the demo dataset in %s (seed %d)", out_dir / "data", seed)
-            generate_demo_dataset(out_dir / "data", seed=seed, progress=progress, **(SMOKE_DATASET if smoke else {}))
+        ensure_demo_dataset(out_dir, seed, smoke, progress)
 
     prepared: dict[str, Any] = {}  # rows that share a data section share the prepared data
     results, records = {}, {}

@@ -105,6 +105,11 @@ def model_items(models: dict[str, list[Path]], out_root: Path, points_per_model:
     return items
 
 
+# Model point clouds are sampled once with this seed, whatever a run's training seed, so
+# every run (and `cad2scan prepare`) shares one cache.
+MODEL_SAMPLE_SEED = 0
+
+
 def prepare_models(
     cad_root: str | Path,
     cache_dir: str | Path,
@@ -113,7 +118,7 @@ def prepare_models(
     classes: list[str] | None = None,
     points_per_model: int = 8192,
     max_per_class: int = 0,
-    seed: int = 0,
+    seed: int = MODEL_SAMPLE_SEED,
     workers: int = 1,
     progress: bool = True,
     verify: bool = False,
@@ -364,6 +369,23 @@ def prepare_scenes(
         reason = failures[0][1] if failures else "unknown error"
         raise DataFormatError(sources[0].path, f"no usable scan among {len(sources)} ({reason})")
     return done
+
+
+def prepare_scene_split(role: str, scene_format: str, root: str | Path, selection: str, cache_dir: str | Path, *,
+                        voxel_size: float, workers: int = 1, progress: bool = True,
+                        verify: bool = False) -> list[Path]:
+    """Prepare the scans of a split for their role.
+
+    ``role == "train"``: unlabelled, one point per ``voxel_size`` voxel (what mixing needs);
+    ``role == "eval"``: labelled, every point (what point-wise metrics need).
+    """
+    if role not in ("train", "eval"):
+        raise ValueError(f"role must be 'train' or 'eval', not {role!r}")
+    sources = list_scene_sources(scene_format, root, selection)
+    if role == "train":
+        return prepare_scenes(sources, cache_dir, labels=False, voxel_size=voxel_size, workers=workers,
+                              progress=progress, verify=verify)
+    return prepare_scenes(sources, cache_dir, labels=True, workers=workers, progress=progress, verify=verify)
 
 
 def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:

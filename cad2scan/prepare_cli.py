@@ -88,7 +88,7 @@ def _split_tokens(text: str) -> list[str]:
 
 def _prepare_dataset(args: argparse.Namespace, overrides: list[str], workers: int, progress: bool) -> None:
     from cad2scan.config import load_config
-    from cad2scan.prepare import list_scene_sources, prepare_models, prepare_scenes
+    from cad2scan.prepare import prepare_models, prepare_scene_split
 
     cfg = load_config(_PRESET[args.dataset], overrides)
     root, out = Path(args.root), Path(args.out)
@@ -99,8 +99,8 @@ def _prepare_dataset(args: argparse.Namespace, overrides: list[str], workers: in
             root = root / "ModelNet40"
         for split in _split_tokens(args.split) or [cfg.data.cad_split]:
             prepare_models(root, out, split=split, points_per_model=cfg.data.points_per_model,
-                           max_per_class=cfg.data.max_models_per_class, seed=cfg.train.seed,
-                           workers=workers, progress=progress, verify=args.verify)
+                           max_per_class=cfg.data.max_models_per_class, workers=workers, progress=progress,
+                           verify=args.verify)
         return
     scene_format = _scene_format(args.dataset, args.format, root)
     roles = []
@@ -112,12 +112,8 @@ def _prepare_dataset(args: argparse.Namespace, overrides: list[str], workers: in
             roles.append(_ROLES[token])
     for role in roles:
         selection = cfg.data.train_scenes if role == "train" else cfg.data.eval_scenes
-        sources = list_scene_sources(scene_format, root, selection)
-        if role == "train":
-            prepare_scenes(sources, out, labels=False, voxel_size=cfg.data.voxel_size, workers=workers,
-                           progress=progress, verify=args.verify)
-        else:
-            prepare_scenes(sources, out, labels=True, workers=workers, progress=progress, verify=args.verify)
+        prepare_scene_split(role, scene_format, root, selection, out, voxel_size=cfg.data.voxel_size,
+                            workers=workers, progress=progress, verify=args.verify)
 
 
 def _scene_format(dataset: str, requested: str, root: Path) -> str:

@@ -38,8 +38,7 @@ from cad2scan.model.anchors import anchor_loss
 from cad2scan.model.backbone import make_sparse_input
 from cad2scan.model.net import RTLNet
 from cad2scan.predict import select_device
-from cad2scan.prepare import (ModelBank, default_workers, list_cad_models, list_scene_sources, prepare_models,
-                              prepare_scenes)
+from cad2scan.prepare import ModelBank, default_workers, list_cad_models, prepare_models, prepare_scene_split
 from cad2scan.train.checkpoint import read_checkpoint_metadata, save_checkpoint
 from cad2scan.train.data import BatchStream, TensorBatch, make_loader, seed_everything
 from cad2scan.train.distributed import (DistContext, all_reduce_sum, barrier, broadcast_int, check_global_batch,
@@ -71,6 +70,15 @@ def cache_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.data.scene_root).resolve().parent / "cad2scan_cache"
 
 
+def prepare_eval_scenes(cfg: RunConfig, *, progress: bool = True, workers: int | None = None) -> list[Path]:
+    """Prepare (or reuse) the labelled evaluation scans of ``cfg`` (none when not configured)."""
+    if not cfg.data.eval_scenes:
+        return []
+    return prepare_scene_split("eval", cfg.data.scene_format, cfg.data.scene_root, cfg.data.eval_scenes,
+                               cache_dir_for(cfg), voxel_size=cfg.data.voxel_size,
+                               workers=default_workers() if workers is None else workers, progress=progress)
+
+
 def prepare_training_data(cfg: RunConfig, *, with_eval: bool = True, progress: bool = True,
                           workers: int | None = None) -> TrainingData:
     """Prepare (or reuse from the cache) models, unlabelled training scans and eval scans."""
@@ -85,16 +93,13 @@ def prepare_training_data(cfg: RunConfig, *, with_eval: bool = True, progress: b
     classes = targets + categories.negative_cad_classes(available)
     bank = prepare_models(cfg.data.cad_root, cache, split=cfg.data.cad_split, classes=classes,
                           points_per_model=cfg.data.points_per_model, max_per_class=cfg.data.max_models_per_class,
-                          seed=0, workers=workers, progress=progress)  # fixed: one cache for all runs
+                          workers=workers, progress=progress)
     train_scenes: list[Path] = []
     if cfg.align.mode == "pda":
-        sources = list_scene_sources(cfg.data.scene_format, cfg.data.scene_root, cfg.data.train_scenes)
-        train_scenes = prepare_scenes(sources, cache, labels=False, voxel_size=cfg.data.voxel_size,
-                                      workers=workers, progress=progress)
-    eval_scenes: list[Path] = []
-    if with_eval and cfg.data.eval_scenes:
-        sources = list_scene_sources(cfg.data.scene_format, cfg.data.scene_root, cfg.data.eval_scenes)
-        eval_scenes = prepare_scenes(sources, cache, labels=True, workers=workers, progress=progress)
+        train_scenes = prepare_scene_split("train", cfg.data.scene_format, cfg.data.scene_root,
+                                           cfg.data.train_scenes, cache, voxel_size=cfg.data.voxel_size,
+                                           workers=workers, progress=progress)
+    eval_scenes = prepare_eval_scenes(cfg, progress=progress, workers=workers) if with_eval else []
     return TrainingData(categories, priors, bank, train_scenes, eval_scenes)
 
 
