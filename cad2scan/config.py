@@ -50,6 +50,8 @@ class AlignConfig:
     """Physical data alignment (PDA) of CAD models into scans."""
 
     mode: str = "pda"  # pda: mix models into scans | single: size-matched single models (baseline)
+    # | models_only: PDA-augmented models placed side by side with no scene (the paper's negaMo)
+    negatives: str = "models"  # models: synthetic negative classes | scene: scene points are background (negaSc)
     augment: ModelAugmentConfig = field(default_factory=ModelAugmentConfig)
     mix: MixConfig = field(default_factory=MixConfig)
     negatives_per_sample: int = 1
@@ -63,6 +65,9 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     hull: HullConfig = field(default_factory=HullConfig)
     use_hull: bool = True
+    anchor_source: str = "learned"  # learned: free class anchors | text: anchors from class-name embeddings
+    adaptation: str = "none"  # none | adda | pointdan: domain-adaptation heads (comparison rows)
+    adaptation_weight: float = 0.1  # weight of the adaptation loss beside the anchor loss
 
 
 @dataclass
@@ -89,6 +94,10 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up from lr / warmup_steps
     sync_bn: bool = True  # multi-process runs: BatchNorm statistics over the global batch
     tensorboard: bool = True  # write TensorBoard scalars when the tensorboard package is installed
+    # --- what is learned from: RTL (synthetic labels only), labelled scans, or both
+    objective: str = "rtl"  # rtl | supervised | rtl+supervised
+    label_fraction: float = 1.0  # supervised objectives: fraction of the labelled training scans used
+    init_from: str = ""  # checkpoint whose backbone initialises this run (fine-tuning); "" = random init
 
     def __post_init__(self) -> None:
         if self.amp is False:  # YAML 1.1 reads a bare ``off`` as false
@@ -125,7 +134,15 @@ class RunConfig:
         """Check the values the types cannot express; raise ConfigError naming the key."""
         d, a, m, t = self.data, self.align, self.model, self.train
         checks = [
-            (a.mode in ("pda", "single"), "align.mode", "must be 'pda' or 'single'"),
+            (a.mode in ("pda", "single", "models_only"), "align.mode", "must be 'pda', 'single' or 'models_only'"),
+            (a.negatives in ("models", "scene"), "align.negatives", "must be 'models' or 'scene'"),
+            (m.anchor_source in ("learned", "text"), "model.anchor_source", "must be 'learned' or 'text'"),
+            (m.adaptation in ("none", "adda", "pointdan"), "model.adaptation", "must be 'none', 'adda' or 'pointdan'"),
+            (math.isfinite(m.adaptation_weight) and m.adaptation_weight >= 0, "model.adaptation_weight",
+             "must be a finite number >= 0"),
+            (t.objective in ("rtl", "supervised", "rtl+supervised"), "train.objective",
+             "must be 'rtl', 'supervised' or 'rtl+supervised'"),
+            (0 < t.label_fraction <= 1, "train.label_fraction", "must be in (0, 1]"),
             (d.scene_format in ("scannet", "scannet_npy", "s3dis"), "data.scene_format", "must be 'scannet', 'scannet_npy' or 's3dis'"),
             (math.isfinite(d.voxel_size) and d.voxel_size > 0, "data.voxel_size", "must be a finite number > 0"),
             (d.points_per_model > 0, "data.points_per_model", "must be > 0"),

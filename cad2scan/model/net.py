@@ -15,11 +15,15 @@ class RTLNet(nn.Module):
 
     ``cfg`` is a ``cad2scan.config.ModelConfig``; ``num_classes`` = C-1 targets + background.
     With ``cfg.use_hull = False`` the anchors classify the backbone features directly (the
-    paper's "PDA" row and the baseline).
+    paper's "PDA" row and the baseline). ``class_names`` (C names, background last) are
+    needed by heads that depend on what the classes are called (text anchors).
     """
 
-    def __init__(self, cfg, num_classes: int):
+    def __init__(self, cfg, num_classes: int, class_names: list[str] | None = None):
         super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        self.class_names = list(class_names) if class_names is not None else None
         self.backbone = build_backbone(cfg.backbone)
         feature_dim = cfg.backbone.out_channels
         self.hull = ConvexHullAlignment(feature_dim, cfg.hull) if cfg.use_hull else None

@@ -146,7 +146,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path}: damaged checkpoint metadata (class_names {saved_names!r})")
     names = list(class_names) if class_names is not None else saved_names
     try:
-        net = RTLNet(config.model, len(names))
+        net = RTLNet(config.model, len(names), names)
     except (Cad2ScanError, ValueError) as error:  # e.g. a backbone this version does not know
         raise CheckpointError(f"{path}: cannot build the network of this checkpoint ({error})") from None
     if names != saved_names:

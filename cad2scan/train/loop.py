@@ -301,7 +301,7 @@ def train(cfg: RunConfig, run_dir: str | Path, data: TrainingData | None = None,
         total_steps = cfg.train.epochs * steps_per_epoch
         checkpoint_every = cfg.train.checkpoint_every or steps_per_epoch
 
-        net = RTLNet(cfg.model, data.categories.num_classes).to(device)
+        net = RTLNet(cfg.model, data.categories.num_classes, data.categories.names).to(device)
         amp_dtype = configure_precision(net, cfg.train.amp, device)
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, total_steps))
