@@ -102,9 +102,16 @@ def off_meshes(root: Path, limit: int) -> list[tuple[str, Mesh]]:
 
 
 # --------------------------------------------------------------------------- reference
-def reference_sampler():
-    """(name, sample(mesh, n, seed) -> (n', 3)) of an installed Poisson-disk sampler, or None."""
+def reference_sampler(which: str = "auto"):
+    """(name, sample(mesh, n, seed) -> (n', 3)) of an installed Poisson-disk sampler, or None.
+
+    which: "pcu" (point_cloud_utils), "open3d", or "auto" (the first importable of the two).
+    """
+    if which not in ("auto", "pcu", "open3d"):
+        raise ValueError(f"unknown reference {which!r}")
     try:
+        if which == "open3d":
+            raise ImportError
         import point_cloud_utils as pcu  # noqa: PLC0415
 
         def sample_pcu(mesh: Mesh, n: int, seed: int, radius: float = 0.0) -> np.ndarray:
@@ -117,7 +124,8 @@ def reference_sampler():
 
         return "point_cloud_utils.sample_mesh_poisson_disk", sample_pcu
     except ImportError:
-        pass
+        if which == "pcu":
+            return None
     try:
         import open3d as o3d  # noqa: PLC0415
 
@@ -173,13 +181,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--oversample", type=float, default=None,
                         help="candidates per point for poisson_disk_sample (default: its own)")
+    parser.add_argument("--reference", choices=["auto", "pcu", "open3d"], default="auto",
+                        help="reference sampler (auto: point_cloud_utils, else open3d)")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
     meshes = off_meshes(args.root, args.limit) if args.root else generated_meshes(args.limit, rng)
-    reference = reference_sampler()
+    reference = reference_sampler(args.reference)
     if reference is None:
-        print("reference skipped: neither point_cloud_utils nor open3d is importable")
+        print(f"reference skipped: {'neither point_cloud_utils nor open3d' if args.reference == 'auto' else args.reference}"
+              f" is importable")
     else:
         print(f"reference: {reference[0]}")
 
