@@ -6,6 +6,13 @@ used everywhere in training and evaluation are::
     0 .. C-2  target classes, in the order of the YAML file
     C-1       background (negatives during training; every non-target scene label)
     -1        ignored (scene points in training, unannotated points in evaluation)
+
+A set for referring transfer learning (``scannet11``, ``s3dis4``) names a few targets and
+every other labelled scene point is background (``unlisted_labels: background``). A set for
+semantic segmentation of the whole label set (``scannet20``, ``s3dis13``: the benchmarks'
+classes) says ``unlisted_labels: ignore``: labels it does not list are ignored, as the
+benchmarks do, so no scene point is ever background and mIoU is over exactly the listed
+classes (the network keeps its background output; it is simply never the right answer).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ class CategorySet:
     ignore_scene_labels: tuple[int, ...] = ()
     negatives: tuple[str, ...] | None = None  # None = every non-target CAD class ("auto")
     background: str = "background"
+    unlisted_labels: str = "background"  # background | ignore: the class of scene labels no target lists
 
     @property
     def target_names(self) -> list[str]:
@@ -103,10 +111,14 @@ class CategorySet:
         return list(self.negatives)
 
     def scene_label_lut(self) -> np.ndarray:
-        """(L,) int64 lookup from a scene label id to a class index (-1 for ignored ids)."""
+        """(L,) int64 lookup from a scene label id to a class index (-1 for ignored ids).
+
+        Ids no target lists map to background, or to -1 with ``unlisted_labels == "ignore"``.
+        """
         size = len(LABEL_SPACES[self.scene_label_space])
         size = max([size] + [i + 1 for c in self.classes for i in c.scene] + [i + 1 for i in self.ignore_scene_labels])
-        lut = np.full(size, self.background_index, dtype=np.int64)
+        unlisted = IGNORE_INDEX if self.unlisted_labels == "ignore" else self.background_index
+        lut = np.full(size, unlisted, dtype=np.int64)
         for index, target in enumerate(self.classes):
             lut[list(target.scene)] = index
         lut[list(self.ignore_scene_labels)] = IGNORE_INDEX
@@ -168,7 +180,8 @@ def category_set_from_dict(raw: dict, source: str = "<dict>") -> CategorySet:
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a category set is a mapping, got {type(raw).__name__}")
-    known = {"name", "scene_label_space", "ignore_scene_labels", "negatives", "classes", "background"}
+    known = {"name", "scene_label_space", "ignore_scene_labels", "negatives", "classes", "background",
+             "unlisted_labels"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown} (known: {sorted(known)})")
@@ -223,6 +236,9 @@ def category_set_from_dict(raw: dict, source: str = "<dict>") -> CategorySet:
     clash = sorted({i for c in classes for i in c.scene}.intersection(ignore))
     if clash:
         raise ConfigError(f"{source}: scene label(s) {clash} are both ignored and a target class")
+    unlisted = raw.get("unlisted_labels", "background")
+    if unlisted not in ("background", "ignore"):
+        raise ConfigError(f"{source}: unlisted_labels must be 'background' or 'ignore', got {unlisted!r}")
     set_name = raw.get("name", Path(source).stem)
     return CategorySet(
         name=str(set_name),
@@ -231,6 +247,7 @@ def category_set_from_dict(raw: dict, source: str = "<dict>") -> CategorySet:
         ignore_scene_labels=ignore,
         negatives=negatives,
         background=background,
+        unlisted_labels=unlisted,
     )
 
 

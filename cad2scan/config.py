@@ -25,6 +25,8 @@ from cad2scan.model.backbone import BackboneConfig
 from cad2scan.model.hull import HullConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
+# YAML files under configs/ that hold data, not run presets (besides configs/categories/).
+DATA_FILES = ("size_priors", "layout_rules")
 
 
 @dataclass
@@ -140,6 +142,9 @@ class RunConfig:
             (m.adaptation in ("none", "adda", "pointdan"), "model.adaptation", "must be 'none', 'adda' or 'pointdan'"),
             (math.isfinite(m.adaptation_weight) and m.adaptation_weight >= 0, "model.adaptation_weight",
              "must be a finite number >= 0"),
+            (m.adaptation == "none" or (t.objective == "rtl" and a.mode == "pda" and a.negatives == "models"),
+             "model.adaptation", "needs train.objective=rtl, align.mode=pda and align.negatives=models (the source "
+             "domain is the voxels of the synthetic points, the target the real scan's)"),
             (t.objective in ("rtl", "supervised", "rtl+supervised"), "train.objective",
              "must be 'rtl', 'supervised' or 'rtl+supervised'"),
             (0 < t.label_fraction <= 1, "train.label_fraction", "must be in (0, 1]"),
@@ -325,7 +330,7 @@ def resolve_preset_path(name_or_path: str | Path) -> Path:
     preset = PRESET_DIR / f"{name_or_path}.yaml"
     if not preset.is_file():
         presets = sorted(str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml")
-                         if p.parent.name != "categories" and p.stem != "size_priors")
+                         if p.parent.name != "categories" and p.stem not in DATA_FILES)
         raise ConfigError(f"config preset {str(name_or_path)!r} not found (presets: {', '.join(presets)})")
     return preset
 

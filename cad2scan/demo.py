@@ -54,13 +54,26 @@ SMOKE_OVERRIDES = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_siz
 
 
 def ensure_demo_dataset(out_dir: str | Path, seed: int, smoke: bool = False, progress: bool = True) -> None:
-    """Generate the demo dataset into ``out_dir/data`` unless a finished one is there."""
-    from cad2scan.synth.generate import generate_demo_dataset
+    """Generate the demo dataset into ``out_dir/data`` unless a finished one of the current
+    format is there (one of an older format is generated again: e.g. format 1 had no labels
+    for the training rooms, which the supervised rows need)."""
+    import shutil
+
+    from cad2scan.synth.generate import FORMAT_VERSION, generate_demo_dataset
 
     data_dir = Path(out_dir) / "data"
-    if (data_dir / "manifest.json").is_file():
-        log.info("reusing the demo dataset in %s", data_dir)
-        return
+    manifest = data_dir / "manifest.json"
+    if manifest.is_file():
+        try:
+            version = json.loads(manifest.read_text()).get("format_version")
+        except (OSError, ValueError):
+            version = None
+        if version == FORMAT_VERSION:
+            log.info("reusing the demo dataset in %s", data_dir)
+            return
+        log.warning("the demo dataset in %s has format %s, not %d: generating it again", data_dir, version,
+                    FORMAT_VERSION)
+        shutil.rmtree(data_dir)
     log.info("generating the demo dataset in %s (seed %d)", data_dir, seed)
     generate_demo_dataset(data_dir, seed=seed, progress=progress, **(SMOKE_DATASET if smoke else {}))
 

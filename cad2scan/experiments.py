@@ -18,6 +18,13 @@ serves every data set. With ``data="demo"`` the embedded synthetic data is gener
 ``DIR/data`` when missing (as ``cad2scan demo`` does); ``smoke=True`` uses the demo's tiny
 settings (numbers meaningless, for checks and tests).
 
+A row may start from another row's weights: ``train.init_from: "@pda_fa"`` (the
+fine-tuning rows of Tables 3/4) resolves to ``DIR/runs/pda_fa/model.safetensors``, a run of
+that row with the same data set, seed, smoke setting and overrides, trained first when it
+is not there yet. A row may also carry per-data-set overrides in the registry
+(``data_overrides: {s3dis: [data.categories=s3dis13]}``), applied after its switches. A
+table with ``metric: iou`` (semantic segmentation) reports per-class IoU instead of AP.
+
 Heavy modules (torch, training) are imported inside the functions that need them, so
 listing the registry is instant.
 """
@@ -44,24 +51,32 @@ SWITCH_BASE = "scannet"  # rows' switches are their difference from this preset
 # The demo mimics ScanNet's 11 classes; its reference column is ScanNet's, for orientation only.
 REFERENCE_DATASET = {"demo": "scannet", "scannet": "scannet", "s3dis": "s3dis"}
 REFERENCE_NAMES = {"scannet": "ScanNet v2", "s3dis": "S3DIS Area 5"}
+ROW_REFERENCE = "@"  # train.init_from: "@<row>" = the model.safetensors of that row's run
+METRICS = {"ap": "AmAP", "iou": "mIoU"}
 
 
 @dataclass(frozen=True)
 class Row:
-    """One row of a table: a name, the preset that defines it, and a human label."""
+    """One row of a table: a name, the preset that defines it, a human label, and dotted
+    overrides applied on particular data sets (``((dataset, (key=value, ...)), ...)``)."""
 
     name: str
     preset: str
     label: str = ""
+    data_overrides: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def overrides_for(self, dataset: str) -> list[str]:
+        return [item for name, items in self.data_overrides if name == dataset for item in items]
 
 
 @dataclass(frozen=True)
 class Table:
-    """A named list of rows."""
+    """A named list of rows; ``metric`` is the per-class score of its report (ap | iou)."""
 
     name: str
     title: str
     rows: tuple[Row, ...]
+    metric: str = "ap"
 
 
 @dataclass
@@ -71,7 +86,7 @@ class Registry:
     Attributes:
         rows: row name -> Row.
         tables: table name -> Table.
-        reference: data set (scannet | s3dis) -> row name -> {"AmAP": float, "source": str}.
+        reference: data set (scannet | s3dis) -> row name -> {"AmAP" and/or "mIoU": float, "source": str}.
     """
 
     rows: dict[str, Row]
@@ -110,7 +125,8 @@ def load_registry(path: str | Path = REGISTRY_PATH) -> Registry:
     for name, entry in (raw.get("rows") or {}).items():
         if not isinstance(entry, dict) or not isinstance(entry.get("preset"), str):
             raise ConfigError(f"{path}: row {name!r} needs a 'preset' (a preset name)")
-        rows[str(name)] = Row(str(name), entry["preset"], str(entry.get("label", "")))
+        rows[str(name)] = Row(str(name), entry["preset"], str(entry.get("label", "")),
+                              _data_overrides(entry.get("data_overrides"), f"{path}: row {name!r}"))
     tables: dict[str, Table] = {}
     for name, entry in (raw.get("tables") or {}).items():
         names = entry.get("rows") if isinstance(entry, dict) else None
@@ -121,15 +137,37 @@ def load_registry(path: str | Path = REGISTRY_PATH) -> Registry:
             raise ConfigError(f"{path}: table {name!r} names unknown row(s) {missing}")
         if str(name) in rows:
             raise ConfigError(f"{path}: {name!r} is both a row and a table")
-        tables[str(name)] = Table(str(name), str(entry.get("title", name)), tuple(rows[r] for r in names))
+        metric = entry.get("metric", "ap")
+        if metric not in METRICS:
+            raise ConfigError(f"{path}: table {name!r}: metric must be one of {sorted(METRICS)}, got {metric!r}")
+        tables[str(name)] = Table(str(name), str(entry.get("title", name)), tuple(rows[r] for r in names), metric)
     reference = raw.get("reference") or {}
     for dataset, by_row in reference.items():
         if dataset not in REFERENCE_NAMES:
             raise ConfigError(f"{path}: reference data set {dataset!r} is not one of {sorted(REFERENCE_NAMES)}")
         for row, numbers in (by_row or {}).items():
-            if row not in rows or not isinstance(numbers, dict) or not isinstance(numbers.get("AmAP"), (int, float)):
-                raise ConfigError(f"{path}: reference {dataset}.{row} needs a known row and a number 'AmAP'")
+            values = [numbers.get(k) for k in METRICS.values()] if isinstance(numbers, dict) else []
+            if (row not in rows or not any(v is not None for v in values)
+                    or not all(v is None or isinstance(v, (int, float)) for v in values)):
+                raise ConfigError(f"{path}: reference {dataset}.{row} needs a known row and a number 'AmAP' "
+                                  f"and/or 'mIoU'")
     return Registry(rows, tables, {d: dict(r or {}) for d, r in reference.items()})
+
+
+def _data_overrides(raw, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{dataset: [key=value, ...]}`` of a registry row, checked."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: data_overrides must map data sets to lists of key=value, got {raw!r}")
+    out = []
+    for dataset, items in raw.items():
+        if dataset not in DATASETS:
+            raise ConfigError(f"{where}: data_overrides names unknown data set {dataset!r} (known: {DATASETS})")
+        if not isinstance(items, list) or not all(isinstance(i, str) and "=" in i for i in items):
+            raise ConfigError(f"{where}: data_overrides.{dataset} must be a list of key=value strings")
+        out.append((str(dataset), tuple(items)))
+    return tuple(out)
 
 
 def dict_difference(raw: dict, base: dict) -> dict:
@@ -152,13 +190,8 @@ def row_switches(row: Row) -> dict:
     return switches
 
 
-def row_config(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, smoke: bool = False,
-               overrides: list[str] | None = None) -> RunConfig:
-    """The resolved config of ``row`` on ``dataset``.
-
-    Order (later wins): the data set's preset, the smoke settings (``smoke``), the row's
-    switches, the demo data paths (``dataset == "demo"``), ``train.seed``, ``overrides``.
-    """
+def _row_raw(row: Row, dataset: str, out_dir: str | Path, seed: int, smoke: bool,
+             overrides: list[str] | None) -> dict:
     from cad2scan.demo import SMOKE_OVERRIDES, demo_data_paths
 
     if dataset not in DATASETS:
@@ -167,19 +200,73 @@ def row_config(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, sm
     if smoke:
         raw = merge_dicts(raw, parse_overrides(SMOKE_OVERRIDES))
     raw = merge_dicts(raw, row_switches(row))
+    raw = merge_dicts(raw, parse_overrides(row.overrides_for(dataset)))
     raw["name"] = row.name
     if dataset == "demo":
         raw = merge_dicts(raw, {"data": demo_data_paths(out_dir)})
-    raw = merge_dicts(raw, parse_overrides([f"train.seed={seed}"] + list(overrides or [])))
+    return merge_dicts(raw, parse_overrides([f"train.seed={seed}"] + list(overrides or [])))
+
+
+def row_dependency(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, smoke: bool = False,
+                   overrides: list[str] | None = None) -> str | None:
+    """The row whose checkpoint ``row`` starts from (``train.init_from: "@<row>"``), or None."""
+    init_from = (_row_raw(row, dataset, out_dir, seed, smoke, overrides).get("train") or {}).get("init_from")
+    if isinstance(init_from, str) and init_from.startswith(ROW_REFERENCE):
+        return init_from[len(ROW_REFERENCE):]
+    return None
+
+
+def row_checkpoint(out_dir: str | Path, row_name: str) -> Path:
+    """Where the run of row ``row_name`` keeps its final weights."""
+    return Path(out_dir) / "runs" / row_name / "model.safetensors"
+
+
+def row_config(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, smoke: bool = False,
+               overrides: list[str] | None = None) -> RunConfig:
+    """The resolved config of ``row`` on ``dataset``.
+
+    Order (later wins): the data set's preset, the smoke settings (``smoke``), the row's
+    switches, its ``data_overrides`` for ``dataset``, the demo data paths (``dataset ==
+    "demo"``), ``train.seed``, ``overrides``. ``train.init_from: "@<row>"`` becomes the path
+    of that row's checkpoint under ``out_dir`` (see :func:`row_checkpoint`).
+    """
+    raw = _row_raw(row, dataset, out_dir, seed, smoke, overrides)
+    dependency = row_dependency(row, dataset, out_dir, seed=seed, smoke=smoke, overrides=overrides)
+    if dependency is not None:
+        if not dependency or dependency == row.name:
+            raise ConfigError(f"experiment row {row.name}: train.init_from {raw['train']['init_from']!r} must name "
+                              f"another row")
+        raw["train"]["init_from"] = str(row_checkpoint(out_dir, dependency))
     return config_from_dict(raw, f"experiment row {row.name} ({dataset})")
 
 
 def _data_key(cfg: RunConfig) -> str:
-    return json.dumps(config_to_dict(cfg)["data"], sort_keys=True)
+    """Rows with the same data section and objective train and evaluate on the same prepared data."""
+    return json.dumps([config_to_dict(cfg)["data"], cfg.train.objective], sort_keys=True)
+
+
+def _preparation_config(cfg: RunConfig) -> RunConfig:
+    """What to prepare for a row: objectives with CAD models prepare as ``pda`` does (the
+    unlabelled scans too), so that rows of every recipe share one preparation."""
+    from cad2scan.train.data import uses_rtl
+
+    if not uses_rtl(cfg.train.objective):
+        return cfg
+    return config_from_dict(merge_dicts(config_to_dict(cfg), {"align": {"mode": "pda"}}))
+
+
+def _init_digest(cfg: RunConfig) -> str | None:
+    """SHA-256 recorded in the checkpoint a run is initialised from (None without one)."""
+    if not cfg.train.init_from:
+        return None
+    from cad2scan.train.checkpoint import read_checkpoint_metadata
+
+    return read_checkpoint_metadata(cfg.train.init_from).get("sha256")
 
 
 def _reusable(run_dir: Path, cfg: RunConfig) -> dict | None:
-    """The saved row record when ``run_dir`` holds a finished run of exactly ``cfg``."""
+    """The saved row record when ``run_dir`` holds a finished run of exactly ``cfg`` (started
+    from the same initial checkpoint, when it has one)."""
     record, config_file = run_dir / "row.json", run_dir / "config.yaml"
     if not (record.is_file() and config_file.is_file() and (run_dir / "model.safetensors").is_file()):
         return None
@@ -187,7 +274,10 @@ def _reusable(run_dir: Path, cfg: RunConfig) -> dict | None:
         same = config_from_dict(read_yaml(config_file), str(config_file)) == cfg
     except ConfigError:
         return None
-    return json.loads(record.read_text()) if same else None
+    if not same:
+        return None
+    saved = json.loads(record.read_text())
+    return saved if saved.get("init_sha256") == _init_digest(cfg) else None
 
 
 def _format_number(value: Any) -> str:
@@ -195,15 +285,17 @@ def _format_number(value: Any) -> str:
 
 
 def format_summary(table: Table, records: dict[str, dict], dataset: str) -> str:
-    """Markdown summary: one line per row, our AmAP / mIoU next to the paper's AmAP."""
+    """Markdown summary: one line per row, our AmAP / mIoU next to the paper's number
+    (AmAP, or mIoU for a table with ``metric: iou``)."""
     ref_name = REFERENCE_NAMES[REFERENCE_DATASET[dataset]]
-    header = ["row", "what", "AmAP", "mIoU", f"paper AmAP ({ref_name})", "seed", "train s", "eval s"]
+    paper_key = METRICS[table.metric]
+    header = ["row", "what", "AmAP", "mIoU", f"paper {paper_key} ({ref_name})", "seed", "train s", "eval s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] * 2 + [" ---: "] * 6) + "|"]
     for row in table.rows:
         rec = records[row.name]
         paper = rec.get("paper") or {}
         cells = [row.name, row.label.replace("|", "\\|"), _format_number(rec["AmAP"]), _format_number(rec["mIoU"]),
-                 _format_number(paper.get("AmAP")), str(rec["seed"]), f"{rec['train_s']:.1f}",
+                 _format_number(paper.get(paper_key)), str(rec["seed"]), f"{rec['train_s']:.1f}",
                  f"{rec['eval_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -236,68 +328,113 @@ def run_experiment(name: str, *, data: str = "demo", out_dir: str | Path = "expe
 
         ensure_demo_dataset(out_dir, seed, smoke, progress)
 
-    prepared: dict[str, Any] = {}  # rows that share a data section share the prepared data
-    results, records = {}, {}
-    for row in table.rows:
-        cfg = configs[row.name]
+    prepared: dict[str, Any] = {}  # rows with the same data section and objective share the prepared data
+
+    def data_for(cfg: RunConfig):
         key = _data_key(cfg)
         if key not in prepared:
-            pda_cfg = config_from_dict(merge_dicts(config_to_dict(cfg), {"align": {"mode": "pda"}}))
-            prepared[key] = prepare_training_data(pda_cfg, progress=progress)
-        training_data = prepared[key]
-        device = setup_runtime(cfg)
-        run_dir = out_dir / "runs" / row.name
+            prepared[key] = prepare_training_data(_preparation_config(cfg), progress=progress)
+        return prepared[key]
+
+    trained: dict[str, dict] = {}  # row name -> {checkpoint, train_s, steps, final_loss, reused}
+
+    def train_row(row_name: str, cfg: RunConfig, chain: tuple[str, ...] = ()) -> dict:
+        """Train (or reuse) the run of a row, its ``@row`` dependency first."""
+        if row_name in trained:
+            return trained[row_name]
+        if row_name in chain:
+            raise ConfigError(f"experiment rows depend on each other in a cycle: {' -> '.join(chain + (row_name,))}")
+        row = registry.rows.get(row_name) or next(r for r in table.rows if r.name == row_name)
+        dependency = row_dependency(row, data, out_dir, seed=seed, smoke=smoke, overrides=overrides)
+        if dependency is not None:
+            if dependency not in registry.rows:
+                raise ConfigError(f"experiment row {row_name}: train.init_from '@{dependency}' names no row "
+                                  f"(known: {', '.join(registry.rows)})")
+            dep_cfg = configs.get(dependency) or row_config(registry.rows[dependency], data, out_dir, seed=seed,
+                                                            smoke=smoke, overrides=overrides)
+            log.info("%s starts from the weights of row %s", row_name, dependency)
+            train_row(dependency, dep_cfg, chain + (row_name,))
+        training_data = data_for(cfg)
+        setup_runtime(cfg)
+        run_dir = out_dir / "runs" / row_name
         previous = None if retrain else _reusable(run_dir, cfg)
         if previous is not None:
-            log.info("%s: reusing the finished run in %s", row.name, run_dir)
-            checkpoint, train_s, steps, final_loss = (run_dir / "model.safetensors", previous["train_s"],
-                                                      previous["steps"], previous["final_loss"])
+            log.info("%s: reusing the finished run in %s", row_name, run_dir)
+            done = {"checkpoint": run_dir / "model.safetensors", "train_s": previous["train_s"],
+                    "steps": previous["steps"], "final_loss": previous["final_loss"], "reused": True}
         else:
             (run_dir / "row.json").unlink(missing_ok=True)  # never pair a stale record with a new run
             result = train(cfg, run_dir, data=training_data, progress=progress)
-            checkpoint, train_s, steps, final_loss = result.checkpoint, result.seconds, result.steps, result.final_loss
+            done = {"checkpoint": result.checkpoint, "train_s": result.seconds, "steps": result.steps,
+                    "final_loss": result.final_loss if result.final_loss == result.final_loss else None,
+                    "reused": False}
+            # A dependency that is not a row of this table gets a record without scores
+            # (so that it is reused); a row of the table overwrites it after evaluation.
+            atomic_write_text(run_dir / "row.json", json.dumps(_row_record(row, cfg, done, run_dir), indent=2) + "\n")
+        done["init_sha256"] = _init_digest(cfg)
+        trained[row_name] = done
+        return done
+
+    results, records, row_data = {}, {}, {}
+    for row in table.rows:
+        cfg = configs[row.name]
+        done = train_row(row.name, cfg)
+        training_data = row_data[row.name] = data_for(cfg)
+        device = setup_runtime(cfg)
+        run_dir = out_dir / "runs" / row.name
         eval_started = time.perf_counter()
-        net = load_checkpoint(checkpoint, device).net
+        net = load_checkpoint(done["checkpoint"], device).net
         results[row.name] = evaluate_scenes(net, training_data.eval_scenes, training_data.categories,
                                             cfg.data.voxel_size, device, progress=progress)
         evaluation = results[row.name]
         records[row.name] = {
-            "preset": row.preset, "label": row.label, "seed": cfg.train.seed, "train_s": round(train_s, 2),
-            "eval_s": round(time.perf_counter() - eval_started, 2), "steps": steps,
-            "final_loss": final_loss if final_loss == final_loss else None, "reused": previous is not None,
+            **_row_record(row, cfg, done, run_dir), "eval_s": round(time.perf_counter() - eval_started, 2),
             "AmAP": evaluation.amap if evaluation.amap == evaluation.amap else None,
             "mIoU": evaluation.miou if evaluation.miou == evaluation.miou else None,
-            "paper": registry.reference_for(data, row.name), "run_dir": str(run_dir),
-            "config": config_to_dict(cfg),
+            "IoU": {name: (v if v == v else None) for name, v in evaluation.iou.items()},
+            "paper": registry.reference_for(data, row.name), "config": config_to_dict(cfg),
         }
         atomic_write_text(run_dir / "row.json", json.dumps(
             {k: v for k, v in records[row.name].items() if k != "config"}, indent=2) + "\n")
-        log.info("%s: AmAP %.2f mIoU %.2f (train %.1f s)", row.name, evaluation.amap, evaluation.miou, train_s)
+        log.info("%s: AmAP %.2f mIoU %.2f (train %.1f s)", row.name, evaluation.amap, evaluation.miou,
+                 done["train_s"])
 
-    categories = next(iter(prepared.values())).categories
-    reference = {f"paper {row}": {"AmAP": numbers["AmAP"]}
+    first = row_data[table.rows[0].name]
+    categories = first.categories
+    paper_key = METRICS[table.metric]
+    reference = {f"paper {row}": {paper_key: numbers[paper_key]}
                  for row, numbers in registry.reference.get(REFERENCE_DATASET[data], {}).items()
-                 if row in records}
+                 if row in records and numbers.get(paper_key) is not None}
     total_s = round(time.perf_counter() - started, 1)
     ref_name = REFERENCE_NAMES[REFERENCE_DATASET[data]]
     note = (f"data: {data}{' (smoke: tiny data and steps, numbers meaningless)' if smoke else ''}; "
             f"seed {seed}; total wall-clock {total_s} s.")
     if data == "demo":
         note += f" The paper's numbers are on {ref_name}, shown for orientation only."
+    per_class = "AP" if table.metric == "ap" else "IoU"
     markdown = "\n\n".join([
         f"# {table.title} (`{table.name}`)", note, "## Summary", format_summary(table, records, data),
-        "## Per-class AP (%) on the held-out scans", format_markdown_table(results, categories.target_names,
-                                                                            reference=reference),
+        f"## Per-class {per_class} (%) on the held-out scans",
+        format_markdown_table(results, categories.target_names, metric=table.metric, reference=reference),
     ]) + "\n"
     results_dir = out_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results_dir / f"{table.name}.md", markdown)
     meta = {"table": table.name, "title": table.title, "data": data, "smoke": smoke, "seed": seed,
-            "total_s": total_s, "reference_data": ref_name, "rows": records,
-            "eval_scenes": [p.stem for p in next(iter(prepared.values())).eval_scenes]}
+            "metric": table.metric, "total_s": total_s, "reference_data": ref_name, "rows": records,
+            "eval_scenes": [p.stem for p in first.eval_scenes]}
     write_results_json(results_dir / f"{table.name}.json", results, meta=meta)
-    print("\n" + table.title + "\n" + format_table(results, categories.target_names, reference=reference))
+    print("\n" + table.title + "\n" + format_table(results, categories.target_names, metric=table.metric,
+                                                    reference=reference))
     return json.loads((results_dir / f"{table.name}.json").read_text())
+
+
+def _row_record(row: Row, cfg: RunConfig, done: dict, run_dir: Path) -> dict:
+    """The training part of a row's record (``row.json``)."""
+    return {"preset": row.preset, "label": row.label, "seed": cfg.train.seed, "train_s": round(done["train_s"], 2),
+            "eval_s": None, "steps": done["steps"], "final_loss": done["final_loss"], "reused": done["reused"],
+            "AmAP": None, "mIoU": None, "paper": None, "run_dir": str(run_dir),
+            "init_from": cfg.train.init_from or None, "init_sha256": _init_digest(cfg)}
 
 
 def describe_registry(registry: Registry | None = None) -> str:

@@ -11,8 +11,9 @@ record written last; see :mod:`cad2scan.itemcache` for how items are checked and
     <cache>/{models/<split>,scenes/<format>/<tag>}/manifest.json   every item's summary
 
 ``<tag>`` is ``unlabelled-v<voxel>`` for training scans, stored one point per voxel (the
-network sees voxels and the loss is on synthetic points only), and ``labelled-full`` for
-evaluation scans, which keep every point and its label.
+network sees voxels and the loss is on synthetic points only), ``labelled-full`` for
+evaluation scans, which keep every point and its label, and ``labelled-v<voxel>`` for the
+labelled training scans of the supervised objectives (one point per voxel, with its label).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from cad2scan.itemcache import (CACHE_VERSION, CacheItem, PrepareReport, collect
 log = logging.getLogger(__name__)
 
 SCENE_FORMATS = ("scannet", "scannet_npy", "s3dis")
+SCENE_ROLES = ("train", "train_labelled", "eval")
 _SAMPLER = "poisson_disk"  # bump CACHE_VERSION when the sampler or normalisation changes
 
 
@@ -310,7 +312,8 @@ def _build_scene(item: CacheItem) -> tuple[dict, dict]:
     scene = read_scene_source(source, labels)
     coord, label = scene["coord"], scene["label"]
     if labels and not (label >= 0).any():
-        raise DataFormatError(source.path, "no labels found for this scan (needed for an evaluation scan)")
+        raise DataFormatError(source.path, "no labels found for this scan (needed for an evaluation scan or a "
+                                           "labelled training scan)")
     points_read = len(coord)
     if voxel_size > 0:
         keep = first_point_per_voxel(coord, voxel_size)
@@ -377,14 +380,15 @@ def prepare_scene_split(role: str, scene_format: str, root: str | Path, selectio
     """Prepare the scans of a split for their role.
 
     ``role == "train"``: unlabelled, one point per ``voxel_size`` voxel (what mixing needs);
+    ``role == "train_labelled"``: labelled, one point per voxel (supervised training);
     ``role == "eval"``: labelled, every point (what point-wise metrics need).
     """
-    if role not in ("train", "eval"):
-        raise ValueError(f"role must be 'train' or 'eval', not {role!r}")
+    if role not in SCENE_ROLES:
+        raise ValueError(f"role must be one of {', '.join(SCENE_ROLES)}, not {role!r}")
     sources = list_scene_sources(scene_format, root, selection)
-    if role == "train":
-        return prepare_scenes(sources, cache_dir, labels=False, voxel_size=voxel_size, workers=workers,
-                              progress=progress, verify=verify)
+    if role in ("train", "train_labelled"):
+        return prepare_scenes(sources, cache_dir, labels=role == "train_labelled", voxel_size=voxel_size,
+                              workers=workers, progress=progress, verify=verify)
     return prepare_scenes(sources, cache_dir, labels=True, workers=workers, progress=progress, verify=verify)
 
 
@@ -424,7 +428,7 @@ def default_workers() -> int:
 
 
 __all__ = [
-    "CACHE_VERSION", "ModelBank", "PrepareReport", "SCENE_FORMATS", "SceneSource", "collect_reports",
+    "CACHE_VERSION", "ModelBank", "PrepareReport", "SCENE_FORMATS", "SCENE_ROLES", "SceneSource", "collect_reports",
     "default_workers", "first_point_per_voxel", "list_cad_models", "list_scene_sources", "load_scene", "model_items",
     "prepare_models", "prepare_scenes", "read_scene_source", "scene_source_files",
 ]

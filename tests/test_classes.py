@@ -114,6 +114,36 @@ def test_map_scene_labels_keeps_the_input_shape():
     assert out.tolist() == [[3, -1], [11, 9]]
 
 
+SCANNET20_NYU40 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
+
+
+def test_scannet20_gives_the_benchmark_ids_their_classes_and_ignores_every_other_label():
+    categories = load_category_set("scannet20")
+    assert categories.num_classes == 21 and categories.unlisted_labels == "ignore"
+    assert [c.scene for c in categories.classes] == [(i,) for i in SCANNET20_NYU40]
+    names = categories.target_names
+    assert names[:3] == ["wall", "floor", "cabinet"] and names[-1] == "otherfurniture"
+    out = categories.map_scene_labels(np.arange(-1, len(NYU40_NAMES) + 2))
+    expected = [IGNORE_INDEX] * (len(NYU40_NAMES) + 3)
+    for index, nyu in enumerate(SCANNET20_NYU40):
+        expected[nyu + 1] = index
+    assert out.tolist() == expected  # 0, 13, 15, 17-23, ..., 40, -1 and out-of-range ids are all ignored
+    assert categories.background_index not in out
+
+
+def test_s3dis13_maps_each_s3dis_class_to_itself_and_unannotated_points_are_ignored():
+    categories = load_category_set("s3dis13")
+    assert categories.target_names == list(S3DIS_NAMES)
+    assert categories.map_scene_labels(np.arange(-1, 14)).tolist() == [-1, *range(13), -1]
+    assert categories.cad_class_index("bookshelf") == categories.index_of("bookcase")
+
+
+def test_unlisted_labels_must_be_background_or_ignore():
+    assert category_set_from_dict(_one_class()).unlisted_labels == "background"
+    with pytest.raises(ConfigError, match="unlisted_labels"):
+        category_set_from_dict(_one_class(unlisted_labels="drop"))
+
+
 def test_index_of_unknown_name_raises_unknown_class_error():
     with pytest.raises(UnknownClassError, match="lamp"):
         load_category_set("scannet11").index_of("lamp")

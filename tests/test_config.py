@@ -7,6 +7,7 @@ import yaml
 
 from cad2scan.classes import load_category_set, load_size_priors
 from cad2scan.config import (
+    DATA_FILES,
     PRESET_DIR,
     RunConfig,
     config_from_dict,
@@ -21,7 +22,7 @@ from cad2scan.errors import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 RUN_PRESETS = sorted(
     str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml")
-    if p.parent.name != "categories" and p.stem != "size_priors"
+    if p.parent.name != "categories" and p.stem not in DATA_FILES
 )
 
 

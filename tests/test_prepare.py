@@ -16,7 +16,7 @@ from cad2scan.geometry.floor import detect_floor_height
 from cad2scan.geometry.mesh import Mesh
 from cad2scan.io.off import write_off
 from cad2scan.prepare import (CACHE_VERSION, SceneSource, collect_reports, first_point_per_voxel, list_cad_models,
-                              list_scene_sources, load_scene, prepare_models, prepare_scenes)
+                              list_scene_sources, load_scene, prepare_models, prepare_scene_split, prepare_scenes)
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 POINTS = 256  # small models keep the synthetic tests fast
@@ -277,6 +277,27 @@ def test_training_scans_keep_the_first_point_of_each_voxel(tmp_path):
     np.testing.assert_array_equal(scene["coord"], full[first_point_per_voxel(full, 0.05)])
     assert (scene["label"] == -1).all()
     assert "unlabelled-v0.05" in str(done[0])
+
+
+def test_labelled_training_scans_keep_one_point_per_voxel_with_its_label_beside_the_unlabelled_cache(tmp_path):
+    folder = _export_folder(tmp_path / "exports", np.random.default_rng(5))
+    selection = "scene0000_00,scene0001_00"
+    labelled = prepare_scene_split("train_labelled", "scannet_npy", folder, selection, tmp_path / "cache",
+                                   voxel_size=0.05, progress=False)
+    unlabelled = prepare_scene_split("train", "scannet_npy", folder, selection, tmp_path / "cache", voxel_size=0.05,
+                                     progress=False)
+    assert [p.parent.name for p in labelled] == ["labelled-v0.05"] * 2
+    assert [p.parent.name for p in unlabelled] == ["unlabelled-v0.05"] * 2
+    scene, plain = load_scene(labelled[0]), load_scene(unlabelled[0])
+    full = np.load(folder / "scene0000_00_vert.npy")[:, :3]
+    labels = np.load(folder / "scene0000_00_sem_label.npy").astype(np.int64)
+    keep = first_point_per_voxel(full, 0.05)
+    np.testing.assert_array_equal(scene["coord"], full[keep])
+    np.testing.assert_array_equal(scene["coord"], plain["coord"])
+    np.testing.assert_array_equal(scene["label"], labels[keep])
+    assert set(np.unique(scene["label"]).tolist()) == {2, 5} and (plain["label"] == -1).all()
+    with pytest.raises(ValueError, match="train_labelled"):
+        prepare_scene_split("labelled", "scannet_npy", folder, selection, tmp_path / "cache", voxel_size=0.05)
 
 
 def test_truncated_scene_array_is_redone_and_unfinished_scene_refuses_to_load(tmp_path):

@@ -3,10 +3,14 @@
 Layout under ``out_dir``::
 
     ModelNet/<class>/{train,test}/<class>_NNNN.off       CAD-style models (ModelNet40 layout)
-    ScanNet/scans/sceneNNNN_00/sceneNNNN_00_vh_clean_2.ply          every room (unlabelled)
-    ScanNet/scans/sceneNNNN_00/sceneNNNN_00_vh_clean_2.labels.ply   evaluation rooms only
-    ScanNet/scannetv2_train.txt   unlabelled training room ids
-    ScanNet/scannetv2_val.txt     labelled evaluation room ids
+    ScanNet/scans/sceneNNNN_00/sceneNNNN_00_vh_clean_2.ply          every room (no labels)
+    ScanNet/scans/sceneNNNN_00/sceneNNNN_00_vh_clean_2.labels.ply   every room (NYU40 ids)
+    ScanNet/scannetv2_train.txt   training room ids
+    ScanNet/scannetv2_val.txt     evaluation room ids
+
+As in real ScanNet, the training rooms are labelled on disk too: referring transfer
+learning never reads their labels (it prepares them unlabelled); only the supervised and
+fine-tuning experiments (``train.objective: supervised``) do.
     manifest.json                 written last: its presence marks a complete dataset
 
 Everything follows from ``seed``: each model and each room draws from its own
@@ -31,7 +35,7 @@ from cad2scan.synth.cad_shapes import ALL_CLASSES, NEGATIVE_CLASSES, TARGET_CLAS
 from cad2scan.synth.rooms import ROOM_TYPES, make_room
 from cad2scan.synth.scanner import ScannerConfig, scan_room
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: training rooms have .labels.ply too
 _KIND_MODEL, _KIND_TRAIN_ROOM, _KIND_EVAL_ROOM = 0, 1, 2
 
 
@@ -57,16 +61,16 @@ def _write_models(root: Path, seed: int, n_train: int, n_test: int, bar) -> dict
     return counts
 
 
-def _write_room(scans: Path, scene_id: str, scan: dict, labelled: bool) -> None:
+def _write_room(scans: Path, scene_id: str, scan: dict) -> None:
+    """The room's mesh vertices and, beside them, the same vertices with their NYU40 labels."""
     folder = scans / scene_id
     coord, color = scan["coord"], scan["color"]
     alpha = np.full(len(coord), 255, dtype=np.uint8)
     write_ply(folder / f"{scene_id}_vh_clean_2.ply", coord, colors=color, properties={"alpha": alpha}, binary=True)
-    if labelled:
-        write_ply(
-            folder / f"{scene_id}_vh_clean_2.labels.ply", coord, colors=color,
-            properties={"alpha": alpha, "label": scan["label"].astype(np.uint16)}, binary=True,
-        )
+    write_ply(
+        folder / f"{scene_id}_vh_clean_2.labels.ply", coord, colors=color,
+        properties={"alpha": alpha, "label": scan["label"].astype(np.uint16)}, binary=True,
+    )
 
 
 def generate_demo_dataset(
@@ -82,8 +86,8 @@ def generate_demo_dataset(
     """Generate the CAD library and the scanned rooms into ``out_dir``; return the manifest.
 
     Room types cycle through ROOM_TYPES in each split, so ``eval_rooms >= 6`` covers every
-    type. Training rooms are written without labels; evaluation rooms (other seeds, other
-    rooms) with a ``.labels.ply`` holding NYU40 ids. An existing ``manifest.json`` is
+    type. Every room is written with a ``.labels.ply`` holding NYU40 ids (as in ScanNet, where
+    the training scans are labelled too); the evaluation rooms come from other seeds. An existing ``manifest.json`` is
     removed first and rewritten last, so an interrupted run leaves no manifest.
     """
     out = Path(out_dir)
@@ -107,7 +111,7 @@ def generate_demo_dataset(
         rng = room_rng(seed, evaluation, index)
         room = make_room(rng, room_type)
         scan = scan_room(room, rng, scanner)
-        _write_room(scans, scene_id, scan, labelled=evaluation)
+        _write_room(scans, scene_id, scan)
         labels, counts = np.unique(scan["label"], return_counts=True)
         scenes[scene_id] = {
             "split": "val" if evaluation else "train",

@@ -15,8 +15,8 @@ class Batch:
     """A voxelised batch of B segments.
 
     voxel_coords: list of B (M_b, 3) int32 voxel indices (one list entry per batch item).
-    loss_voxel:   (S,) int64 index, into the concatenated voxels, of every synthetic point.
-    loss_label:   (S,) int64 class index of every synthetic point.
+    loss_voxel:   (S,) int64 index, into the concatenated voxels, of every point in the loss.
+    loss_label:   (S,) int64 class index of those points.
     num_points:   total points in the batch (scene + synthetic).
     """
 
@@ -35,11 +35,13 @@ class Batch:
 
 
 def collate_segments(segments: list[dict], voxel_size: float) -> Batch:
-    """Voxelise each segment (its own batch item) and keep the synthetic points' voxels.
+    """Voxelise each segment (its own batch item) and keep the voxels of the points in the loss.
 
-    segments: dicts with ``coord (P,3) float32`` metres, ``label (P,) int64`` (-1 = no label)
-    and ``is_synthetic (P,) bool``. Only synthetic points with a label >= 0 enter
-    ``loss_voxel`` / ``loss_label``, in segment order then point order; ``loss_voxel`` indexes
+    segments: dicts with ``coord (P,3) float32`` metres, ``label (P,) int64`` (-1 = no label),
+    ``is_synthetic (P,) bool`` and optionally ``loss_mask (P,) bool``. The points in the loss
+    are ``loss_mask & (label >= 0)`` when a segment has a ``loss_mask`` (labelled scans,
+    scene points used as negatives), else its synthetic points with a label >= 0. They enter
+    ``loss_voxel`` / ``loss_label`` in segment order then point order; ``loss_voxel`` indexes
     the voxels of all segments concatenated in order (what ``make_sparse_input`` builds).
     """
     if not segments:
@@ -50,14 +52,15 @@ def collate_segments(segments: list[dict], voxel_size: float) -> Batch:
         coord = np.asarray(segment["coord"])
         label = np.asarray(segment["label"])
         is_synthetic = np.asarray(segment["is_synthetic"], dtype=bool)
-        if label.shape != (len(coord),) or is_synthetic.shape != (len(coord),):
-            raise ValueError(f"segment {position}: label {label.shape} and is_synthetic {is_synthetic.shape} "
-                             f"must be ({len(coord)},) like coord")
+        in_loss = np.asarray(segment["loss_mask"], dtype=bool) if "loss_mask" in segment else is_synthetic
+        if label.shape != (len(coord),) or is_synthetic.shape != (len(coord),) or in_loss.shape != (len(coord),):
+            raise ValueError(f"segment {position}: label {label.shape}, is_synthetic {is_synthetic.shape} and "
+                             f"loss_mask {in_loss.shape} must be ({len(coord)},) like coord")
         grid = voxelise(coord, voxel_size)
-        synthetic = is_synthetic & (label >= 0)
+        in_loss = in_loss & (label >= 0)
         voxel_coords.append(grid.voxel_coords.astype(np.int32))
-        loss_voxel.append(grid.point_to_voxel[synthetic] + offset)
-        loss_label.append(label[synthetic])
+        loss_voxel.append(grid.point_to_voxel[in_loss] + offset)
+        loss_label.append(label[in_loss])
         offset += len(grid.voxel_coords)
         num_points += len(coord)
     return Batch(voxel_coords, np.concatenate(loss_voxel).astype(np.int64),

@@ -10,12 +10,26 @@ that a per-epoch permutation assigns to that slot. So the stream is the same
   data parallel): rank r builds the slots ``np.array_split(range(B), world_size)[r]``, and
   the ranks' shares concatenated are exactly the single-process batch.
 
+Objectives (``train.objective``) decide what a slot holds. With ``g = step * B + slot`` the
+sample's index in the whole stream:
+
+* ``rtl``: a PDA sample (CAD models mixed into unlabelled scan ``g`` of the epoch order;
+  in the ``single`` / ``models_only`` recipes, models alone);
+* ``supervised``: labelled training scan ``g`` of its own epoch order;
+* ``rtl+supervised``: by parity of ``g``: even ``g`` is PDA sample ``g // 2``, odd ``g`` is
+  labelled sample ``g // 2``. Half of every batch of even size B is each (with B = 1 the
+  steps alternate), and the choice still depends on ``(step, slot)`` only.
+
+The labelled scans have their own per-epoch permutation (seeded apart from the unlabelled
+one), and :func:`labelled_subset` picks the ``train.label_fraction`` of them a run may use.
+
 Workers hand over :class:`TensorBatch` objects (torch tensors travel through shared memory,
 the DataLoader pins them for asynchronous host-to-GPU copies) and run one thread each.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -25,11 +39,65 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from cad2scan.align.labelled import LabelledSampleBuilder
 from cad2scan.align.samples import SampleBuilder
 from cad2scan.prepare import load_scene
 from cad2scan.train.batch import Batch, collate_segments
 
 SCENE_CACHE_SIZE = 32  # memory-mapped scans kept open per process (each holds open files)
+OBJECTIVES = ("rtl", "supervised", "rtl+supervised")
+_UNLABELLED_ORDER, _LABELLED_ORDER, _SUBSET_ORDER = 7919, 7927, 104729  # seed streams of the permutations
+
+
+def uses_rtl(objective: str) -> bool:
+    """Whether ``objective`` trains on CAD-model samples (PDA / single / models_only)."""
+    return objective in ("rtl", "rtl+supervised")
+
+
+def uses_labels(objective: str) -> bool:
+    """Whether ``objective`` trains on labelled scans."""
+    return objective in ("supervised", "rtl+supervised")
+
+
+def sample_source(objective: str, batch_size: int, step: int, slot: int) -> tuple[str, int]:
+    """``("rtl" | "labelled", index in that sub-stream)`` of sample ``slot`` of batch ``step``."""
+    g = step * batch_size + slot
+    if objective == "rtl":
+        return "rtl", g
+    if objective == "supervised":
+        return "labelled", g
+    if objective == "rtl+supervised":
+        return ("rtl" if g % 2 == 0 else "labelled"), g // 2
+    raise ValueError(f"unknown objective {objective!r} (known: {', '.join(OBJECTIVES)})")
+
+
+def samples_per_epoch(objective: str, num_unlabelled: int, num_labelled: int) -> int:
+    """Samples in one epoch: one pass over the scans the objective draws from.
+
+    rtl: the unlabelled scans; supervised: the labelled scans; rtl+supervised: twice the
+    larger of the two (each half of the stream passes over its scans at least once).
+    """
+    if objective == "rtl":
+        return num_unlabelled
+    if objective == "supervised":
+        return num_labelled
+    return 2 * max(num_unlabelled, num_labelled)
+
+
+def labelled_subset(scene_files: list[Path], fraction: float, seed: int) -> list[Path]:
+    """The ``ceil(fraction * N)`` (at least 1) labelled scans a run uses, in their given order.
+
+    Chosen by a permutation seeded with ``seed`` alone: the same seed picks the same scans
+    in every run, and a smaller fraction's scans are a subset of a larger one's.
+    """
+    files = list(scene_files)
+    if not files:
+        return []
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    count = min(len(files), max(1, math.ceil(fraction * len(files) - 1e-9)))
+    order = np.random.default_rng([seed, _SUBSET_ORDER]).permutation(len(files))
+    return [files[i] for i in sorted(order[:count].tolist())]
 
 
 @dataclass
@@ -93,15 +161,30 @@ class BatchStream(IterableDataset):
     """Yields one :class:`TensorBatch` per step ``start_step .. total_steps-1``, in order.
 
     With ``rank`` / ``world_size`` the batches hold only that rank's slots (see the module
-    docstring); ``batch_size`` is always the global batch size.
+    docstring); ``batch_size`` is always the global batch size. ``objective`` picks the
+    samples of each slot (module docstring): ``builder`` + ``scene_files`` (unlabelled) for
+    the RTL samples, ``labelled_builder`` + ``labelled_files`` for the labelled ones
+    (``builder`` may be None for ``supervised``).
     """
 
-    def __init__(self, builder: SampleBuilder, scene_files: list[Path], batch_size: int, voxel_size: float,
-                 seed: int, total_steps: int, start_step: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, builder: SampleBuilder | None, scene_files: list[Path], batch_size: int, voxel_size: float,
+                 seed: int, total_steps: int, start_step: int = 0, rank: int = 0, world_size: int = 1,
+                 labelled_builder: LabelledSampleBuilder | None = None, labelled_files: list[Path] = (),
+                 objective: str = "rtl"):
         super().__init__()
-        if builder.mode != "single" and not scene_files:
-            raise ValueError("the pda recipe needs unlabelled training scans (none given)")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r} (known: {', '.join(OBJECTIVES)})")
+        if uses_rtl(objective):
+            if builder is None:
+                raise ValueError(f"objective {objective!r} needs a CAD-model sample builder")
+            if builder.mode == "pda" and not scene_files:
+                raise ValueError("the pda recipe needs unlabelled training scans (none given)")
+        if uses_labels(objective) and (labelled_builder is None or not labelled_files):
+            raise ValueError(f"objective {objective!r} needs labelled training scans (none given)")
+        self.objective = objective
         self.builder = builder
+        self.labelled_builder = labelled_builder
+        self.labelled_files = list(labelled_files)
         self.scene_files = list(scene_files)
         self.batch_size = batch_size
         self.voxel_size = voxel_size
@@ -109,41 +192,49 @@ class BatchStream(IterableDataset):
         self.total_steps = total_steps
         self.start_step = start_step
         self.slots = rank_slots(batch_size, rank, world_size)
-        self._scene_cache: OrderedDict[int, dict] = OrderedDict()
-        self._orders: dict[int, np.ndarray] = {}
+        self._scene_cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._orders: dict[tuple[int, int], np.ndarray] = {}
 
-    def _epoch_order(self, epoch: int) -> np.ndarray:
-        if epoch not in self._orders:
-            if len(self._orders) > 4:
+    def _epoch_order(self, epoch: int, stream: int = _UNLABELLED_ORDER) -> np.ndarray:
+        key = (stream, epoch)
+        if key not in self._orders:
+            if len(self._orders) > 8:
                 self._orders.clear()
-            self._orders[epoch] = np.random.default_rng([self.seed, 7919, epoch]).permutation(len(self.scene_files))
-        return self._orders[epoch]
+            count = len(self.scene_files if stream == _UNLABELLED_ORDER else self.labelled_files)
+            self._orders[key] = np.random.default_rng([self.seed, stream, epoch]).permutation(count)
+        return self._orders[key]
+
+    def _scan_at(self, position: int, stream: int) -> int:
+        """Index of the scan at ``position`` of a sub-stream (every epoch visits each scan once)."""
+        count = len(self.scene_files if stream == _UNLABELLED_ORDER else self.labelled_files)
+        epoch, within = divmod(position, count)
+        return int(self._epoch_order(epoch, stream)[within])
 
     def scenes_for_step(self, step: int) -> list[int]:
-        """Indices of the scans of all B slots of batch ``step`` (each epoch visits every scan once)."""
-        count = len(self.scene_files)
-        picks = []
-        for slot in range(step * self.batch_size, (step + 1) * self.batch_size):
-            epoch, position = divmod(slot, count)
-            picks.append(int(self._epoch_order(epoch)[position]))
-        return picks
+        """Indices of the unlabelled scans of all B slots of batch ``step`` (objective ``rtl``)."""
+        return [self._scan_at(g, _UNLABELLED_ORDER)
+                for g in range(step * self.batch_size, (step + 1) * self.batch_size)]
 
-    def _scene(self, index: int) -> dict:
-        if index in self._scene_cache:
-            self._scene_cache.move_to_end(index)
+    def _scene(self, index: int, kind: str = "rtl") -> dict:
+        key = (kind, index)
+        if key in self._scene_cache:
+            self._scene_cache.move_to_end(key)
         else:
-            self._scene_cache[index] = load_scene(self.scene_files[index], mmap=True)
+            files = self.scene_files if kind == "rtl" else self.labelled_files
+            self._scene_cache[key] = load_scene(files[index], mmap=True)
             while len(self._scene_cache) > SCENE_CACHE_SIZE:
                 self._scene_cache.popitem(last=False)
-        return self._scene_cache[index]
+        return self._scene_cache[key]
 
     def build_sample(self, step: int, slot: int) -> list[dict]:
         """The segments of sample ``slot`` of batch ``step`` (independent of every other sample)."""
         rng = np.random.default_rng([self.seed, step, slot])
-        if self.builder.mode == "single":
+        kind, position = sample_source(self.objective, self.batch_size, step, slot)
+        if kind == "labelled":
+            return self.labelled_builder.build(self._scene(self._scan_at(position, _LABELLED_ORDER), "labelled"), rng)
+        if self.builder.mode != "pda":  # single / models_only: CAD models without a scan
             return self.builder.build(None, rng)
-        scene_index = self.scenes_for_step(step)[slot]
-        return self.builder.build(self._scene(scene_index), rng)
+        return self.builder.build(self._scene(self._scan_at(position, _UNLABELLED_ORDER)), rng)
 
     def build_batch(self, step: int, slots: list[int] | None = None) -> Batch:
         """This rank's share of batch ``step`` (``slots`` overrides which samples)."""

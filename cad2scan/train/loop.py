@@ -12,6 +12,12 @@ checkpoint in ``run_dir/checkpoints`` (see ``cad2scan.train.state``). It writes
     run_dir/checkpoints/        resumable state, every ``train.checkpoint_every`` steps
     run_dir/model.safetensors   the final weights (with config and class names)
     run_dir/replicas.json       multi-process runs: SHA-256 of every rank's final weights
+    run_dir/labelled_scans.txt  supervised objectives: the labelled training scans used
+
+``train.objective`` chooses what is learned from: ``rtl`` (CAD models, unlabelled scans),
+``supervised`` (labelled training scans, ``train.label_fraction`` of them) or both (see
+``cad2scan.train.data`` for how a batch is shared). ``train.init_from`` initialises the
+backbone from another run's ``model.safetensors`` (fine-tuning); the rest starts fresh.
 """
 
 from __future__ import annotations
@@ -30,17 +36,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from cad2scan.align.labelled import LabelledSampleBuilder
 from cad2scan.align.samples import SampleBuilder
 from cad2scan.classes import CategorySet, SizePriors, load_category_set, load_size_priors
 from cad2scan.config import RunConfig, config_from_dict, config_to_dict, parse_yaml, save_config
 from cad2scan.errors import CheckpointError, ConfigError
+from cad2scan.model.adaptation import adaptation_loss, source_mask_from_voxels
 from cad2scan.model.anchors import anchor_loss
 from cad2scan.model.backbone import make_sparse_input
 from cad2scan.model.net import RTLNet
 from cad2scan.predict import select_device
 from cad2scan.prepare import ModelBank, default_workers, list_cad_models, prepare_models, prepare_scene_split
-from cad2scan.train.checkpoint import read_checkpoint_metadata, save_checkpoint
-from cad2scan.train.data import BatchStream, TensorBatch, make_loader, seed_everything
+from cad2scan.train.checkpoint import read_checkpoint_metadata, read_checkpoint_tensors, save_checkpoint
+from cad2scan.train.data import (BatchStream, TensorBatch, labelled_subset, make_loader, samples_per_epoch,
+                                 seed_everything, uses_labels, uses_rtl)
 from cad2scan.train.distributed import (DistContext, all_reduce_sum, barrier, broadcast_int, check_global_batch,
                                         distributed_cross_entropy_scale, init_distributed, replica_digests,
                                         shutdown_distributed, unwrap, wrap_model)
@@ -53,13 +62,18 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class TrainingData:
-    """Everything prepared from disk that a run trains and evaluates on."""
+    """Everything prepared from disk that a run trains and evaluates on.
+
+    train_scenes: unlabelled training scans (PDA); labelled_scenes: the same split prepared
+    with labels (supervised objectives; all of them: a run picks its label_fraction).
+    """
 
     categories: CategorySet
     priors: SizePriors
     bank: ModelBank
     train_scenes: list[Path]
     eval_scenes: list[Path] = field(default_factory=list)
+    labelled_scenes: list[Path] = field(default_factory=list)
 
 
 def cache_dir_for(cfg: RunConfig) -> Path:
@@ -81,26 +95,88 @@ def prepare_eval_scenes(cfg: RunConfig, *, progress: bool = True, workers: int |
 
 def prepare_training_data(cfg: RunConfig, *, with_eval: bool = True, progress: bool = True,
                           workers: int | None = None) -> TrainingData:
-    """Prepare (or reuse from the cache) models, unlabelled training scans and eval scans."""
-    if not cfg.data.cad_root:
+    """Prepare (or reuse from the cache) what ``cfg`` trains and evaluates on.
+
+    CAD models when the objective uses them (``rtl``, ``rtl+supervised``); unlabelled
+    training scans when it mixes into scans (``align.mode == "pda"``; ``single`` and
+    ``models_only`` need none); labelled training scans (one point per voxel) for the
+    supervised objectives; the evaluation scans (``with_eval``).
+    """
+    objective = cfg.train.objective
+    if uses_rtl(objective) and not cfg.data.cad_root:
         raise ConfigError("config key data.cad_root must name the CAD model folder")
     workers = default_workers() if workers is None else workers
     categories = load_category_set(cfg.data.categories)
     priors = load_size_priors(cfg.data.size_priors)
     cache = cache_dir_for(cfg)
-    available = list(list_cad_models(cfg.data.cad_root, cfg.data.cad_split))
-    targets = sorted({name for c in categories.classes for name in c.cad if name in available})
-    classes = targets + categories.negative_cad_classes(available)
-    bank = prepare_models(cfg.data.cad_root, cache, split=cfg.data.cad_split, classes=classes,
-                          points_per_model=cfg.data.points_per_model, max_per_class=cfg.data.max_models_per_class,
-                          workers=workers, progress=progress)
+    bank = ModelBank({})
+    if uses_rtl(objective):
+        available = list(list_cad_models(cfg.data.cad_root, cfg.data.cad_split))
+        targets = sorted({name for c in categories.classes for name in c.cad if name in available})
+        classes = targets + categories.negative_cad_classes(available)
+        bank = prepare_models(cfg.data.cad_root, cache, split=cfg.data.cad_split, classes=classes,
+                              points_per_model=cfg.data.points_per_model, max_per_class=cfg.data.max_models_per_class,
+                              workers=workers, progress=progress)
     train_scenes: list[Path] = []
-    if cfg.align.mode == "pda":
+    if uses_rtl(objective) and cfg.align.mode == "pda":
         train_scenes = prepare_scene_split("train", cfg.data.scene_format, cfg.data.scene_root,
                                            cfg.data.train_scenes, cache, voxel_size=cfg.data.voxel_size,
                                            workers=workers, progress=progress)
+    labelled_scenes: list[Path] = []
+    if uses_labels(objective):
+        labelled_scenes = prepare_scene_split("train_labelled", cfg.data.scene_format, cfg.data.scene_root,
+                                              cfg.data.train_scenes, cache, voxel_size=cfg.data.voxel_size,
+                                              workers=workers, progress=progress)
     eval_scenes = prepare_eval_scenes(cfg, progress=progress, workers=workers) if with_eval else []
-    return TrainingData(categories, priors, bank, train_scenes, eval_scenes)
+    return TrainingData(categories, priors, bank, train_scenes, eval_scenes, labelled_scenes)
+
+
+def init_backbone(net: RTLNet, path: str | Path) -> int:
+    """Copy the backbone tensors (weights and BatchNorm statistics) of checkpoint ``path`` into
+    ``net.backbone``; the hull, anchors and any other head keep their fresh values.
+
+    Returns the number of tensors loaded. Raises CheckpointError naming ``path`` when the
+    file is missing or damaged, or its backbone has other tensor names or shapes.
+    """
+    path = Path(path)
+    if str(path).startswith("@"):
+        raise ConfigError(f"train.init_from {str(path)!r}: '@row' names are resolved by `cad2scan experiment` only; "
+                          f"give a checkpoint path")
+    state, _ = read_checkpoint_tensors(path)
+    prefix = "backbone."
+    loaded = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    own = net.backbone.state_dict()
+    missing = sorted(set(own) - set(loaded))
+    unexpected = sorted(set(loaded) - set(own))
+    wrong = [f"{k} {tuple(loaded[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(loaded))
+             if loaded[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path}: its backbone does not fit this run's model.backbone (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}, shapes {wrong[:3]})")
+    net.backbone.load_state_dict(loaded, strict=True)
+    count = sum(int(v.numel()) for k, v in loaded.items() if v.is_floating_point())
+    log.info("initialised the backbone from %s: %d tensors (%d values); hull and anchors start fresh",
+             path, len(loaded), count)
+    return len(loaded)
+
+
+def _labelled_scans_for_run(cfg: RunConfig, data: TrainingData, run_dir: Path, is_main: bool) -> list[Path]:
+    """The ``train.label_fraction`` subset of the labelled training scans (logged; written to
+    ``run_dir/labelled_scans.txt``); empty for the ``rtl`` objective."""
+    if not uses_labels(cfg.train.objective):
+        return []
+    if not data.labelled_scenes:
+        raise ConfigError(f"train.objective={cfg.train.objective} needs labelled training scans, but none were "
+                          f"prepared (data.train_scenes={cfg.data.train_scenes!r})")
+    chosen = labelled_subset(data.labelled_scenes, cfg.train.label_fraction, cfg.train.seed)
+    ids = [Path(p).stem if Path(p).suffix else Path(p).name for p in chosen]
+    log.info("labelled training scans: %d of %d (label_fraction %g): %s", len(chosen), len(data.labelled_scenes),
+             cfg.train.label_fraction, ", ".join(ids))
+    if is_main:
+        from cad2scan.io.atomic import atomic_write_text
+
+        atomic_write_text(run_dir / "labelled_scans.txt", "".join(f"{i}\n" for i in ids))
+    return chosen
 
 
 def configure_threads(cfg: RunConfig, local_world_size: int = 1) -> int:
@@ -210,6 +286,11 @@ def global_batch_loss(model, batch: TensorBatch, device: torch.device, amp_dtype
     synthetic points of the whole global batch; in a multi-process run the loss to
     back-propagate is rank r's mean scaled by ``n_r * W / N``, so that DDP's gradient average
     is the gradient of that global mean (see ``cad2scan.train.distributed``).
+
+    With ``model.adaptation`` (the domain-adaptation comparison rows) the adaptation heads'
+    loss, times ``model.adaptation_weight``, is added to what is back-propagated (per rank;
+    DDP averages it); the value returned stays the anchor loss. Source voxels are the voxels
+    of the labelled synthetic points, target voxels all others (real scan points only).
     """
     coords, loss_voxel, loss_label = batch.to_device(device)
     sparse = make_sparse_input(coords, None, device)
@@ -217,13 +298,19 @@ def global_batch_loss(model, batch: TensorBatch, device: torch.device, amp_dtype
     with precision:
         out = model(sparse)
     mean_loss = anchor_loss(out["logits"][loss_voxel], loss_label, torch.ones_like(loss_label, dtype=torch.bool))
+    net = unwrap(model)
+    adaptation = None
+    if getattr(net, "adaptation", None) is not None:
+        source = source_mask_from_voxels(out["logits"].shape[0], loss_voxel)
+        adaptation = net.adaptation_weight * adaptation_loss(out, source, loss_voxel, loss_label)
     if not ctx.enabled:
-        return mean_loss, mean_loss.item()
+        return (mean_loss if adaptation is None else mean_loss + adaptation), mean_loss.item()
     local = batch.loss_label.numel()
     totals = torch.stack([mean_loss.detach().double() * local,
                           torch.tensor(float(local), device=mean_loss.device, dtype=torch.float64)])
     loss_sum, total = all_reduce_sum(totals, ctx).tolist()
-    return mean_loss * distributed_cross_entropy_scale(local, total, ctx), (loss_sum / total if total > 0 else 0.0)
+    scaled = mean_loss * distributed_cross_entropy_scale(local, total, ctx)
+    return (scaled if adaptation is None else scaled + adaptation), (loss_sum / total if total > 0 else 0.0)
 
 
 def _train_step(model, batch: TensorBatch, device: torch.device, optimizer, scheduler, scaler,
@@ -294,14 +381,23 @@ def train(cfg: RunConfig, run_dir: str | Path, data: TrainingData | None = None,
         seed_everything(cfg.train.seed, cfg.train.deterministic)
         data = data or _prepare_on_all_ranks(cfg, ctx, progress and ctx.is_main)
         show = progress and ctx.is_main
-        builder = SampleBuilder(data.bank.points, data.categories, data.priors, cfg.align.mode,
-                                cfg.align.augment, cfg.align.mix, cfg.align.negatives_per_sample,
-                                cfg.align.scene_crop)
-        steps_per_epoch = cfg.train.steps_per_epoch or max(1, math.ceil(len(data.train_scenes) / cfg.train.batch_size))
+        objective = cfg.train.objective
+        builder = None
+        if uses_rtl(objective):
+            builder = SampleBuilder(data.bank.points, data.categories, data.priors, cfg.align.mode,
+                                    cfg.align.augment, cfg.align.mix, cfg.align.negatives_per_sample,
+                                    cfg.align.scene_crop, negatives=cfg.align.negatives)
+        labelled_files = _labelled_scans_for_run(cfg, data, run_dir, ctx.is_main)
+        labelled_builder = LabelledSampleBuilder(data.categories, cfg.align.scene_crop) if labelled_files else None
+        epoch_samples = samples_per_epoch(objective, len(data.train_scenes), len(labelled_files))
+        steps_per_epoch = cfg.train.steps_per_epoch or max(1, math.ceil(epoch_samples / cfg.train.batch_size))
         total_steps = cfg.train.epochs * steps_per_epoch
         checkpoint_every = cfg.train.checkpoint_every or steps_per_epoch
 
-        net = RTLNet(cfg.model, data.categories.num_classes, data.categories.names).to(device)
+        net = RTLNet(cfg.model, data.categories.num_classes, data.categories.names)
+        if cfg.train.init_from:  # (a resumed run then loads all its weights over it)
+            init_backbone(net, cfg.train.init_from)
+        net = net.to(device)
         amp_dtype = configure_precision(net, cfg.train.amp, device)
         optimizer = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, total_steps))
@@ -314,14 +410,16 @@ def train(cfg: RunConfig, run_dir: str | Path, data: TrainingData | None = None,
         model = wrap_model(net, ctx, cfg.train.sync_bn)
 
         stream = BatchStream(builder, data.train_scenes, cfg.train.batch_size, cfg.data.voxel_size, cfg.train.seed,
-                             total_steps, start_step=start_step, rank=ctx.rank, world_size=ctx.world_size)
+                             total_steps, start_step=start_step, rank=ctx.rank, world_size=ctx.world_size,
+                             labelled_builder=labelled_builder, labelled_files=labelled_files, objective=objective)
         loader = make_loader(stream, cfg.train.num_workers, pin_memory=device.type == "cuda")
         monitor = RunMonitor(run_dir if ctx.is_main else None, cfg.train.tensorboard, start_step)
         evaluate_now = cfg.train.eval_every > 0 and bool(data.eval_scenes)
         if cfg.train.eval_every > 0 and not data.eval_scenes:
             log.warning("train.eval_every=%d but there are no evaluation scans: no evaluation", cfg.train.eval_every)
-        log.info("run %s: steps %d..%d (%d epochs x %d), %d parameters, device %s, %d threads, %d data workers, "
-                 "amp %s, %d process(es)", cfg.name, start_step, total_steps, cfg.train.epochs, steps_per_epoch,
+        log.info("run %s: objective %s, steps %d..%d (%d epochs x %d), %d parameters, device %s, %d threads, "
+                 "%d data workers, amp %s, %d process(es)", cfg.name, objective, start_step, total_steps,
+                 cfg.train.epochs, steps_per_epoch,
                  sum(p.numel() for p in net.parameters()), device, threads, cfg.train.num_workers, cfg.train.amp,
                  ctx.world_size)
 

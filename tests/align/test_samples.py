@@ -5,7 +5,7 @@ import pytest
 
 from cad2scan.align.mixing import MixConfig
 from cad2scan.align.samples import SampleBuilder
-from cad2scan.align.transforms import ModelAugmentConfig
+from cad2scan.align.transforms import ModelAugmentConfig, scale_to_size_prior
 from cad2scan.classes import load_category_set, load_size_priors
 from cad2scan.errors import UnknownClassError
 
@@ -113,3 +113,94 @@ def test_scene_crop_keeps_only_a_window_of_the_scan_and_models_land_inside_it(ba
     seg = builder.build(scene, np.random.default_rng(7))[0]
     scene_xy = seg["coord"][~seg["is_synthetic"], :2]
     assert np.all(np.ptp(scene_xy, axis=0) <= 3.0 + 1e-6)
+
+
+def test_nega_scene_puts_scene_points_in_the_loss_as_background_and_draws_no_negative_models(bank):
+    rng = np.random.default_rng(11)
+    builder = _builder(bank, "pda", negatives="scene")
+    seg = builder.build(_scene(rng), rng)[0]
+    background = load_category_set("scannet11").background_index
+    scene = ~seg["is_synthetic"]
+    assert scene.sum() > 1000
+    assert np.all(seg["label"][scene] == background)
+    assert seg["loss_mask"].dtype == bool and seg["loss_mask"].all()  # scene and model points enter the loss
+    # only the 11 target models, none of them background
+    assert len(np.unique(seg["model_id"][seg["is_synthetic"]])) == 11
+    assert set(np.unique(seg["label"][seg["is_synthetic"]])) == set(range(11))
+    assert len(builder.draw_models(rng)) == 11
+
+
+def test_nega_scene_needs_no_negative_classes_and_only_works_with_a_scene(bank):
+    from cad2scan.errors import ConfigError
+
+    del bank["lamp"], bank["plant"]
+    _builder(bank, "pda", negatives="scene")  # no negative CAD class needed
+    with pytest.raises(ConfigError, match="align.negatives"):
+        _builder(bank, "models_only", negatives="scene")
+    with pytest.raises(ConfigError, match="align.negatives"):
+        _builder(bank, "pda", negatives="walls")
+
+
+def test_default_pda_segments_carry_no_loss_mask(bank):
+    rng = np.random.default_rng(12)
+    seg = _builder(bank, "pda").build(_scene(rng), rng)[0]
+    assert "loss_mask" not in seg
+
+
+def test_models_only_segment_has_no_scene_points_augmented_models_resting_on_the_floor(bank):
+    rng = np.random.default_rng(13)
+    builder = _builder(bank, "models_only", augment=ModelAugmentConfig(crop=False))
+    segments = builder.build(None, rng)
+    assert len(segments) == 1
+    seg = segments[0]
+    assert seg["is_synthetic"].all() and np.all(seg["model_id"] >= 0)
+    assert set(np.unique(seg["label"])) == set(range(12))  # 11 targets + a background negative
+    priors = load_size_priors()
+    categories = load_category_set("scannet11")
+    rotated = 0
+    for index, target in enumerate(categories.classes):
+        points = seg["coord"][seg["model_id"] == index]
+        assert abs(points[:, 2].min()) < 1e-5  # stands on z = 0
+        plain = scale_to_size_prior(bank[target.cad[0]][0], priors.size_of(target.cad[0]))
+        # the same model size-matched but not rotated has a different xy footprint (rotation +
+        # scale), while its height differs only by the random 0.9-1.1 scale
+        rotated += not np.allclose(np.ptp(points[:, :2], axis=0), np.ptp(plain[:, :2], axis=0), rtol=0.02)
+        height_ratio = np.ptp(points[:, 2]) / np.ptp(plain[:, 2])
+        assert 0.9 - 1e-4 <= height_ratio <= 1.1 + 1e-4
+    assert rotated >= 10
+    # the models lie side by side: their xy boxes do not overlap along x
+    spans = sorted((seg["coord"][seg["model_id"] == m, 0].min(), seg["coord"][seg["model_id"] == m, 0].max())
+                   for m in range(12))
+    assert all(left[1] < right[0] for left, right in zip(spans, spans[1:]))
+
+
+def test_models_only_with_the_default_crop_keeps_every_point_at_or_above_the_floor(bank):
+    rng = np.random.default_rng(14)
+    seg = _builder(bank, "models_only").build(None, rng)[0]
+    assert seg["coord"][:, 2].min() >= -1e-5
+    counts = np.bincount(seg["model_id"], minlength=12)
+    assert np.all(counts < 600) and np.all(counts > 0)  # every 600-point model lost one crop cluster
+
+
+def test_mixer_gets_the_cad_class_of_each_model_only_when_it_accepts_them(bank, monkeypatch):
+    import cad2scan.align.samples as samples
+    from cad2scan.align.mixing import mix_models_into_scene
+
+    seen = {}
+
+    def new_mixer(scene_points, models, rng, cfg=None, floor_z=None, scene_extras=None, model_classes=None):
+        seen["classes"] = model_classes
+        return mix_models_into_scene(scene_points, models, rng, cfg, floor_z, scene_extras)
+
+    def old_mixer(scene_points, models, rng, cfg=None, floor_z=None, scene_extras=None):
+        seen["old"] = True
+        return mix_models_into_scene(scene_points, models, rng, cfg, floor_z, scene_extras)
+
+    scene = _scene(np.random.default_rng(15))
+    monkeypatch.setattr(samples, "mix_models_into_scene", new_mixer)
+    _builder(bank, "pda").build(scene, np.random.default_rng(16))
+    assert seen["classes"][:11] == [c.cad[0] for c in load_category_set("scannet11").classes]
+    assert seen["classes"][11] in ("lamp", "plant") and len(seen["classes"]) == 12
+    monkeypatch.setattr(samples, "mix_models_into_scene", old_mixer)
+    _builder(bank, "pda").build(scene, np.random.default_rng(16))
+    assert seen["old"]

@@ -39,24 +39,37 @@ def test_writes_the_modelnet_layout_with_numbering_across_splits(tiny):
         assert len(mesh.faces) > 0 and mesh.bounds()[0][2] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_writes_scannet_scenes_with_labels_only_for_evaluation_rooms(tiny):
+@pytest.mark.parametrize("scene_id", ["scene0000_00", "scene0001_00"])  # a training room, an evaluation room
+def test_writes_scannet_scenes_with_nyu40_labels_for_training_and_evaluation_rooms(tiny, scene_id):
     out, manifest = tiny
     scans = out / "ScanNet" / "scans"
     assert (out / "ScanNet" / "scannetv2_train.txt").read_text() == "scene0000_00\n"
     assert (out / "ScanNet" / "scannetv2_val.txt").read_text() == "scene0001_00\n"
-    assert sorted(p.name for p in (scans / "scene0000_00").iterdir()) == ["scene0000_00_vh_clean_2.ply"]
-    assert sorted(p.name for p in (scans / "scene0001_00").iterdir()) == [
-        "scene0001_00_vh_clean_2.labels.ply", "scene0001_00_vh_clean_2.ply",
+    assert sorted(p.name for p in (scans / scene_id).iterdir()) == [
+        f"{scene_id}_vh_clean_2.labels.ply", f"{scene_id}_vh_clean_2.ply",
     ]
-    mesh = read_ply(scans / "scene0001_00" / "scene0001_00_vh_clean_2.ply")["vertex"]
-    labelled = read_ply(scans / "scene0001_00" / "scene0001_00_vh_clean_2.labels.ply")["vertex"]
+    mesh = read_ply(scans / scene_id / f"{scene_id}_vh_clean_2.ply")["vertex"]
+    labelled = read_ply(scans / scene_id / f"{scene_id}_vh_clean_2.labels.ply")["vertex"]
     assert list(mesh) == ["x", "y", "z", "red", "green", "blue", "alpha"]
     assert mesh["x"].dtype == np.float32 and mesh["red"].dtype == np.uint8
     assert labelled["label"].dtype == np.uint16
     np.testing.assert_array_equal(mesh["x"], labelled["x"])
     assert 100 < len(mesh["x"]) <= 4000
     assert {1, 2} <= set(np.unique(labelled["label"]).tolist())
-    assert manifest["scenes"]["info"]["scene0001_00"]["points"] == len(mesh["x"])
+    info = manifest["scenes"]["info"][scene_id]
+    assert info["points"] == len(mesh["x"])
+    labels, counts = np.unique(labelled["label"], return_counts=True)
+    assert info["label_points"] == {str(int(k)): int(c) for k, c in zip(labels, counts)}
+
+
+def test_training_rooms_are_read_unlabelled_unless_labels_are_asked_for(tiny):
+    from cad2scan.io.scannet import read_scannet_scene, scannet_scene_files
+
+    out, _ = tiny
+    folder = out / "ScanNet" / "scans" / "scene0000_00"
+    assert [p.name for p in scannet_scene_files(folder, labels=False)] == ["scene0000_00_vh_clean_2.ply"]
+    label = np.asarray(read_scannet_scene(folder, labels=True)["label"])
+    assert (label >= 0).all() and {1, 2} <= set(np.unique(label).tolist())
 
 
 def test_manifest_is_written_last_and_describes_the_dataset(tiny):

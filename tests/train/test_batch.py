@@ -127,3 +127,29 @@ def test_batch_is_a_plain_dataclass():
                                "is_synthetic": np.array([True])}], VOXEL)
     assert isinstance(batch, Batch)
     assert batch.num_voxels == 1 and batch.loss_voxel.tolist() == [0] and batch.loss_label.tolist() == [3]
+
+
+def test_loss_mask_replaces_the_synthetic_rule_and_still_skips_unlabelled_points():
+    rng = np.random.default_rng(3)
+    scan = _segment(rng, 200, 0)  # a labelled scan: no synthetic point, every point in the loss
+    scan["label"] = rng.integers(-1, 4, 200)
+    scan["loss_mask"] = np.ones(200, bool)
+    mixed = _segment(rng, 100, 40)  # scene points used as negatives: label 3, in the loss by mask
+    mixed["label"][:100] = 3
+    mixed["loss_mask"] = np.r_[np.ones(100, bool), np.zeros(40, bool)]  # ...and the synthetic points left out
+    plain = _segment(rng, 50, 30)  # no mask: the synthetic rule
+    batch = collate_segments([scan, mixed, plain], VOXEL)
+    expected = np.concatenate([scan["label"][scan["label"] >= 0], np.full(100, 3),
+                               plain["label"][plain["is_synthetic"] & (plain["label"] >= 0)]])
+    assert batch.loss_label.tolist() == expected.tolist()
+    voxels = np.concatenate(batch.voxel_coords)[batch.loss_voxel]
+    points = np.concatenate([scan["coord"][scan["label"] >= 0], mixed["coord"][:100],
+                             plain["coord"][plain["is_synthetic"] & (plain["label"] >= 0)]])
+    np.testing.assert_array_equal(voxels, np.floor(points.astype(np.float64) / VOXEL).astype(np.int64))
+
+
+def test_loss_mask_of_the_wrong_length_raises():
+    segment = _segment(np.random.default_rng(0), 10, 5)
+    segment["loss_mask"] = np.ones(14, bool)
+    with pytest.raises(ValueError, match="loss_mask"):
+        collate_segments([segment], VOXEL)
