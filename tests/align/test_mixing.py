@@ -196,3 +196,66 @@ def test_place_models_alone_is_deterministic_and_handles_no_models():
     np.testing.assert_array_equal(first["coord"], second["coord"])
     empty = place_models_alone([], rng)
     assert empty["coord"].shape == (0, 3) and empty["label"].shape == (0,)
+
+
+def test_random_placement_is_unchanged_by_the_layout_options():
+    # Expectation recorded with the code before placement/region existed (same seeds).
+    import hashlib
+
+    rng = np.random.default_rng(123)
+    scene, models = room_scan(rng), models_list(rng, 5)
+    expected = {"filter": ("29037e20f8a6f00b", 36429), "keep": ("4bbeb01b9b43462c", 37500),
+                "random": ("29037e20f8a6f00b", 36429)}
+    for overlap, (digest, rows) in expected.items():
+        cfg = MixConfig(overlap=overlap, placement="random", region="overlap")
+        out = mix_models_into_scene(scene, models, np.random.default_rng(7), cfg, floor_z=FLOOR_Z,
+                                    model_classes=[f"class{i}" for i in range(5)])
+        sha = hashlib.sha256()
+        sha.update(np.round(out["coord"].astype(np.float64), 4).tobytes())
+        sha.update(out["scene_index"].tobytes())
+        sha.update(out["label"].tobytes())
+        assert out["coord"].shape == (rows, 3) and sha.hexdigest()[:16] == digest
+        assert "placement" not in out
+        default = mix_models_into_scene(scene, models, np.random.default_rng(7), MixConfig(overlap=overlap),
+                                        floor_z=FLOOR_Z)
+        for key in default:
+            np.testing.assert_array_equal(out[key], default[key])
+
+
+def test_replace_erases_exactly_the_scene_points_in_each_footprint_volume():
+    rng = np.random.default_rng(21)
+    scene = room_scan(rng)
+    # A few scene points stacked above the floor so the volume's top bound matters.
+    column = np.column_stack([rng.uniform(0, 6, 3000), rng.uniform(0, 5, 3000), rng.uniform(FLOOR_Z, 2.0, 3000)])
+    scene = np.concatenate([scene, column.astype(np.float32)])
+    def boxed(size):  # random points plus the box's corners: its xy hull is the rectangle
+        corners = np.array([[sx, sy, sz] for sx in (-0.5, 0.5) for sy in (-0.5, 0.5) for sz in (0.0, 1.0)])
+        corners[:, :2] = corners[:, :2] * np.asarray(size[:2])
+        corners[:, 2] *= size[2]
+        return np.concatenate([model(rng, size=size), corners])
+
+    models = [(boxed((0.8, 0.5, 0.6)), 1), (boxed((0.4, 0.4, 1.0)), 2)]
+    margin = 0.05
+    cfg = MixConfig(overlap="keep", region="replace", region_margin=margin)
+    out = mix_models_into_scene(scene, models, np.random.default_rng(22), cfg, floor_z=FLOOR_Z)
+    erased = np.zeros(len(scene), dtype=bool)
+    for model_id in range(len(models)):
+        box = out["coord"][out["model_id"] == model_id]  # axis-aligned boxes: hull + mitred margin = box + margin
+        low, high = box.min(axis=0) - margin, box.max(axis=0) + margin
+        erased |= np.all((scene >= low) & (scene <= high), axis=1)
+    assert erased.sum() > 100  # floor under the models and column points
+    np.testing.assert_array_equal(out["scene_index"], np.flatnonzero(~erased))
+    np.testing.assert_array_equal(out["coord"][~out["is_synthetic"]], scene[~erased])
+    # Replace then filter: the filter can only remove more (here nothing: the margin covers it).
+    filtered = mix_models_into_scene(scene, models, np.random.default_rng(22),
+                                     MixConfig(overlap="filter", region="replace"), floor_z=FLOOR_Z)
+    assert set(filtered["scene_index"]) <= set(out["scene_index"])
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"placement": "smart"}, {"region": "erase"}, {"region_margin": -0.1}, {"layout_cell": 0.0},
+    {"layout_overlap": 1.5}, {"layout_tries": 0}, {"placement": "layout", "layout_rules": "no_such_rules"},
+])
+def test_mix_config_rejects_bad_layout_options(kwargs):
+    with pytest.raises((ValueError, Exception), match="|".join(kwargs) + "|layout rules"):
+        MixConfig(**kwargs)
