@@ -121,3 +121,49 @@ def test_shape_mismatches_are_rejected():
         anchor_loss(torch.zeros(4, 3), torch.zeros(5, dtype=torch.int64), torch.ones(4, dtype=torch.bool))
     with pytest.raises(ValueError, match="8"):
         _classifier()(torch.zeros(3, 7))
+
+
+# ---- the anchor-head factory (model.anchor_source) ---------------------------------------------
+
+def test_learned_head_init_is_unchanged_by_the_factory_and_by_class_names():
+    from cad2scan.config import load_config
+    from cad2scan.model.net import RTLNet, build_anchor_head
+
+    torch.manual_seed(11)
+    direct = AnchorClassifier(8, 4)
+    torch.manual_seed(11)
+    built = build_anchor_head("learned", 8, 4, ["a", "b", "c", "background"])
+    assert type(built) is AnchorClassifier and torch.equal(built.anchors, direct.anchors)
+
+    cfg = load_config("demo", ["model.backbone.width_scale=0.25", "model.backbone.out_channels=16",
+                               "model.hull.num_prototypes=8"])
+    assert cfg.model.anchor_source == "learned"
+    torch.manual_seed(0)
+    unnamed = RTLNet(cfg.model, 4).state_dict()
+    torch.manual_seed(0)
+    named = RTLNet(cfg.model, 4, ["a", "b", "c", "background"]).state_dict()
+    assert unnamed.keys() == named.keys() and all(torch.equal(unnamed[k], named[k]) for k in unnamed)
+
+
+def test_anchor_head_factory_builds_a_lazy_text_head_and_rejects_unknown_sources():
+    from cad2scan.model.net import build_anchor_head
+    from cad2scan.model.text_anchors import TextAnchorClassifier
+
+    head = build_anchor_head("text", 8, 3, ["chair", "table", "background"])
+    assert isinstance(head, TextAnchorClassifier)
+    assert head.num_classes == 3 and head.target_names == ["chair", "table"] and head.embeddings_pending
+    with pytest.raises(ValueError, match="needs the class names"):
+        build_anchor_head("text", 8, 3, None)
+    with pytest.raises(ValueError, match="'learned' or 'text'"):
+        build_anchor_head("clip", 8, 3, None)
+
+
+def test_a_learned_anchor_network_cannot_take_new_classes():
+    from cad2scan.config import load_config
+    from cad2scan.model.net import RTLNet
+
+    cfg = load_config("demo", ["model.backbone.width_scale=0.25", "model.backbone.out_channels=16",
+                               "model.use_hull=false"])
+    net = RTLNet(cfg.model, 3, ["chair", "table", "background"])
+    with pytest.raises(ValueError, match="only a network with text anchors"):
+        net.set_classes(["chair", "table", "sofa", "background"])
