@@ -15,7 +15,11 @@ from cad2scan.prepare import load_scene
 
 def evaluate_scenes(net: torch.nn.Module, scene_files: list[str | Path], categories: CategorySet,
                     voxel_size: float, device: torch.device | str = "cpu", progress: bool = True) -> EvalResult:
-    """Per-class AP, AmAP and IoU over cached labelled scenes (scene label ids in ``label``)."""
+    """Per-class AP, AmAP and IoU over cached labelled scenes (scene label ids in ``label``).
+
+    The result also holds each present class's precision-recall curve (``pr_curves``, at
+    most ``PR_CURVE_POINTS`` points; its step-wise area before downsampling is the AP).
+    """
     accumulator = EvalAccumulator()
     for path in tqdm(scene_files, desc="evaluating", unit="scan", disable=not progress, dynamic_ncols=True):
         scene = load_scene(path)

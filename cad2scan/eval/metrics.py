@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+PR_CURVE_POINTS = 200  # points kept per precision-recall curve in results
 
 def _to_numpy(array: Any) -> np.ndarray:
     """Accept numpy arrays, lists, or torch tensors (on any device) without importing torch."""
@@ -28,20 +29,19 @@ def _to_numpy(array: Any) -> np.ndarray:
     return np.asarray(array)
 
 
-def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Non-interpolated average precision of a binary ranking.
+def precision_recall_curve(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall of "score >= t" at every distinct score value t, highest first.
 
-    The definition of ``sklearn.metrics.average_precision_score``: with the distinct score
-    values taken as thresholds in decreasing order, ``AP = sum_n (R_n - R_{n-1}) P_n``
-    where ``P_n`` and ``R_n`` are the precision and recall of "score >= threshold n" and
-    ``R_0 = 0``. Equal scores form one threshold, so the order of ties does not matter.
+    Equal scores form one threshold, so the order of ties does not matter. The curve is the
+    one :func:`average_precision` integrates: ``AP = step_area(precision, recall)``.
 
     Args:
         scores: (N,) float, higher means "more likely positive"; must not contain NaN.
         positives: (N,) bool, the ground truth.
 
     Returns:
-        AP in [0, 1] (a fraction, not percent); ``nan`` when there is no positive.
+        ``precision, recall``: (T,) float64 each, T = number of distinct scores, recall
+        non-decreasing and ending at 1; both empty when there is no positive.
     """
     scores = _to_numpy(scores).astype(np.float64, copy=False).reshape(-1)
     positives = _to_numpy(positives).astype(bool, copy=False).reshape(-1)
@@ -51,7 +51,7 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
         raise ValueError("scores contain NaN")
     num_positives = int(np.count_nonzero(positives))
     if num_positives == 0:
-        return math.nan
+        return np.zeros(0), np.zeros(0)
 
     order = np.argsort(-scores, kind="stable")
     sorted_scores = scores[order]
@@ -63,10 +63,63 @@ def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
 
     true_positives = np.cumsum(sorted_positives, dtype=np.int64)[threshold_ends]
     predicted_positives = threshold_ends + 1
-    precision = true_positives / predicted_positives
-    recall = true_positives / num_positives
-    recall_steps = np.diff(recall, prepend=0.0)
-    return float(max(0.0, np.sum(recall_steps * precision)))
+    return true_positives / predicted_positives, true_positives / num_positives
+
+
+def step_area(precision: np.ndarray, recall: np.ndarray) -> float:
+    """Step-wise area under a precision-recall curve: ``sum_n (R_n - R_{n-1}) P_n``, ``R_0 = 0``.
+
+    precision, recall: (T,) float, points in order of decreasing threshold (recall
+    non-decreasing). Returns a fraction; ``nan`` for an empty curve.
+    """
+    precision = np.asarray(precision, dtype=np.float64).reshape(-1)
+    recall = np.asarray(recall, dtype=np.float64).reshape(-1)
+    if precision.shape != recall.shape:
+        raise ValueError(f"precision {precision.shape} and recall {recall.shape} differ in length")
+    if precision.size == 0:
+        return math.nan
+    return float(max(0.0, np.sum(np.diff(recall, prepend=0.0) * precision)))
+
+
+def downsample_curve(precision: np.ndarray, recall: np.ndarray, max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points of a precision-recall curve, for plotting and storage.
+
+    Keeps the first and the last point exactly and, in between, the first point at or past
+    each of ``max_points - 2`` recall levels evenly spaced between the end points (so a
+    curve is sampled evenly along recall, not along its many thresholds).
+
+    precision, recall: (T,) float, recall non-decreasing. Returns two (T',) float64
+    arrays, T' <= max(max_points, 2), points in their original order.
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points must be >= 2, got {max_points}")
+    precision = np.asarray(precision, dtype=np.float64).reshape(-1)
+    recall = np.asarray(recall, dtype=np.float64).reshape(-1)
+    if precision.size <= max_points:
+        return precision.copy(), recall.copy()
+    levels = np.linspace(recall[0], recall[-1], max_points)[1:-1]
+    inner = np.searchsorted(recall, levels, side="left")
+    keep = np.unique(np.concatenate([[0], inner, [recall.size - 1]]))
+    return precision[keep], recall[keep]
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Non-interpolated average precision of a binary ranking.
+
+    The definition of ``sklearn.metrics.average_precision_score``: with the distinct score
+    values taken as thresholds in decreasing order, ``AP = sum_n (R_n - R_{n-1}) P_n``
+    where ``P_n`` and ``R_n`` are the precision and recall of "score >= threshold n" and
+    ``R_0 = 0`` (the step-wise area under :func:`precision_recall_curve`). Equal scores
+    form one threshold, so the order of ties does not matter.
+
+    Args:
+        scores: (N,) float, higher means "more likely positive"; must not contain NaN.
+        positives: (N,) bool, the ground truth.
+
+    Returns:
+        AP in [0, 1] (a fraction, not percent); ``nan`` when there is no positive.
+    """
+    return step_area(*precision_recall_curve(scores, positives))
 
 
 def per_class_ap(
@@ -173,6 +226,9 @@ class EvalResult:
         iou: class name -> IoU (percent); ``nan`` where the union is empty.
         miou: mean IoU over the target classes present in the ground truth (percent).
         num_points: number of evaluated (non-ignored) points.
+        pr_curves: class name -> ``{"precision": [...], "recall": [...]}`` (fractions, at most
+            ``PR_CURVE_POINTS`` points, see :func:`downsample_curve`); classes absent from the
+            ground truth have no entry. Empty when not computed.
     """
 
     ap: dict[str, float]
@@ -180,9 +236,10 @@ class EvalResult:
     iou: dict[str, float]
     miou: float
     num_points: int
+    pr_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (``nan`` becomes ``None``)."""
+        """JSON-safe dict (``nan`` becomes ``None``); PR curves are left out (see ``write_results_json``)."""
         return {
             "ap": {name: _json_float(v) for name, v in self.ap.items()},
             "amap": _json_float(self.amap),
@@ -204,6 +261,9 @@ class EvalResult:
             iou={name: num(v) for name, v in data["iou"].items()},
             miou=num(data["miou"]),
             num_points=int(data["num_points"]),
+            pr_curves={name: {"precision": [float(v) for v in curve["precision"]],
+                              "recall": [float(v) for v in curve["recall"]]}
+                       for name, curve in (data.get("pr_curves") or {}).items()},
         )
 
 
@@ -295,10 +355,14 @@ class EvalAccumulator:
 
         scores = np.concatenate(self._scores, axis=0)
         labels = np.concatenate(self._labels, axis=0)
-        ap = {
-            name: 100.0 * average_precision(scores[:, kept.index(c)], labels == c)
-            for name, c in zip(names, target_ids)
-        }
+        ap: dict[str, float] = {}
+        pr_curves: dict[str, dict[str, list[float]]] = {}
+        for name, c in zip(names, target_ids):
+            precision, recall = precision_recall_curve(scores[:, kept.index(c)], labels == c)
+            ap[name] = 100.0 * step_area(precision, recall)
+            if precision.size:
+                precision, recall = downsample_curve(precision, recall, PR_CURVE_POINTS)
+                pr_curves[name] = {"precision": precision.tolist(), "recall": recall.tolist()}
         finite_ap = [v for v in ap.values() if not math.isnan(v)]
         iou_all = iou_from_confusion(self._confusion)
         iou = {name: 100.0 * float(iou_all[c]) for name, c in zip(names, target_ids)}
@@ -308,4 +372,5 @@ class EvalAccumulator:
             iou=iou,
             miou=100.0 * mean_iou(self._confusion, list(target_ids)),
             num_points=int(labels.size),
+            pr_curves=pr_curves,
         )

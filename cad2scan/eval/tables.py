@@ -148,10 +148,12 @@ def write_results_json(
     methods: Mapping[str, EvalResult],
     meta: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write ``{"methods": {name: {"AmAP", "AP": {class: v}, "mIoU"}}, "meta": {...}}``.
+    """Write ``{"methods": {name: {"AmAP", "AP": {class: v}, "mIoU"}}, "pr_curves": {...}, "meta": {...}}``.
 
     AP, AmAP and mIoU are in percent; nan (a class absent from the ground truth) is
-    written as ``null``. ``"meta"`` is present only when given. Written atomically.
+    written as ``null``. ``"pr_curves"`` (``{method: {class: {"precision": [...],
+    "recall": [...]}}}``, fractions, in order of decreasing threshold) is present only
+    when some result carries curves; ``"meta"`` only when given. Written atomically.
     """
     document: dict[str, Any] = {
         "methods": {
@@ -163,6 +165,9 @@ def write_results_json(
             for name, result in methods.items()
         }
     }
+    curves = {name: result.pr_curves for name, result in methods.items() if getattr(result, "pr_curves", None)}
+    if curves:
+        document["pr_curves"] = _json_safe(curves)
     if meta is not None:
         document["meta"] = _json_safe(meta)
     atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
