@@ -123,6 +123,71 @@ def _cmd_experiment(args) -> None:
     print(f"\nresults: {Path(args.out) / 'results' / (result['meta']['table'] + '.md')} (and .json)")
 
 
+def _cmd_zeroshot(args) -> None:
+    from cad2scan.zeroshot import run_zeroshot
+
+    unseen = [name for name in args.unseen.split(",") if name.strip()] if args.unseen else None
+    result = run_zeroshot(args.data, unseen, out_dir=args.out, seed=args.seed, smoke=args.smoke, overrides=args.set,
+                          progress=not args.quiet)
+
+    def number(value):
+        return "-" if value is None else f"{value:.2f}"
+
+    print(f"\nseen {', '.join(result['seen'])}: AmAP {number(result['AmAP_seen'])} "
+          f"(chance {number(result['chance_AmAP_seen'])})")
+    print(f"unseen {', '.join(result['unseen'])}: AmAP {number(result['AmAP_unseen'])} "
+          f"(chance {number(result['chance_AmAP_unseen'])})")
+    print(f"results: {Path(args.out) / 'zeroshot.md'} (and .json)")
+
+
+def _cmd_view(args) -> None:
+    import numpy as np
+
+    from cad2scan.viewer.page import write_view
+    from cad2scan.viewer.sources import view_document
+
+    document = view_document(args.target, checkpoint=args.checkpoint or None, scan=args.scan or None,
+                             samples=args.samples, categories=args.categories or None, labels=args.labels or None,
+                             labels_as=args.labels_as, units=args.units, device=args.device,
+                             max_voxels=args.max_voxels or None, mode=args.mode, class_name=args.class_name,
+                             progress=not args.quiet)
+    info = write_view(args.out, document, max_points=args.max_points, rng=np.random.default_rng(args.seed))
+    for name, shown, total in info["scenes"]:
+        note = "" if shown == total else f" (random subsample of {total}, seed {args.seed}; raise --max-points)"
+        print(f"  {name}: {shown} points{note}")
+    print(f"wrote {info['path']} ({info['bytes'] / 2**20:.1f} MiB; open it in any browser, no network needed)")
+
+
+def _cmd_report(args) -> None:
+    from cad2scan.report import write_report
+
+    info = write_report(args.dir, args.out or None)
+    for note in info["skipped"]:
+        print(f"note: {note}")
+    print(f"wrote {info['report']} and {len(info['plots'])} plot(s) for {', '.join(info['tables'])}")
+
+
+def _cmd_render(args) -> None:
+    from cad2scan.figures import render_scan
+    from cad2scan.predict import select_device
+
+    kinds = tuple(k.strip() for k in args.figures.split(",") if k.strip()) or None
+    prototypes = None
+    if args.prototypes:
+        try:
+            prototypes = [int(k) for k in args.prototypes.split(",") if k.strip()]
+        except ValueError:
+            raise Cad2ScanError(f"--prototypes must be comma-separated integers, got {args.prototypes!r}") from None
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] or None
+    manifest = render_scan(args.checkpoint, args.scan, args.out, labels=args.labels or None, labels_as=args.labels_as,
+                           units=args.units, kinds=kinds, classes=classes, prototypes=prototypes,
+                           num_prototypes=args.num_prototypes, width=args.width, height=args.height,
+                           point_size=args.point_size, device=select_device(args.device))
+    truth = "ground truth vs prediction" if manifest["ground_truth"] else "prediction only (no labels)"
+    print(f"{manifest['points']} points, {truth}; wrote {len(manifest['files'])} figure(s) to {args.out} "
+          f"in {manifest['seconds']:.1f} s: {', '.join(manifest['files'])}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cad2scan", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"cad2scan {__version__}")
@@ -196,6 +261,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", action="store_true", help="train rows again even when a finished identical run exists")
     common(p)
     p.set_defaults(func=_cmd_experiment)
+
+    p = sub.add_parser("zeroshot", help="open-vocabulary text anchors: train on seen classes, score unseen ones "
+                                        "from their names (zero-shot AP); needs pip install 'cad2scan[text]'")
+    p.add_argument("--data", default="demo", choices=["demo", "scannet", "s3dis"],
+                   help="data set (demo: the embedded data, generated into OUT/data when missing)")
+    p.add_argument("--unseen", default="",
+                   help="comma-separated target classes held out of training (default: "
+                        "configs/categories/<set>_zeroshot.yaml, e.g. bathtub,toilet,sink)")
+    p.add_argument("--out", default="zeroshot_out", help="output folder (default: zeroshot_out)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="tiny data and a few steps (numbers meaningless)")
+    common(p)
+    p.set_defaults(func=_cmd_zeroshot)
+
+    p = sub.add_parser("view", help="write one self-contained HTML page (no network) showing a scan coloured by "
+                                    "prediction / ground truth / class probability, or a run's training samples")
+    p.add_argument("target", help="scan file or ScanNet/prepared scene folder, predictions .npz of `predict`, "
+                                  "or run folder (config.yaml + model.safetensors)")
+    p.add_argument("--out", default="view.html", help="HTML file to write (default: view.html)")
+    p.add_argument("--checkpoint", default="", help="model to predict the scan with (scan targets)")
+    p.add_argument("--scan", default="", help="the scan of a predictions .npz, or a scan to predict with a run's model")
+    p.add_argument("--samples", type=int, default=0, help="run folder: show this many mixed training samples")
+    p.add_argument("--labels", default="", help="per-point ground-truth labels (.npy, .txt or .ply with 'label')")
+    p.add_argument("--labels-as", default="scene", choices=["scene", "class"],
+                   help="--labels holds dataset label ids mapped by the category set (scene) or class indices")
+    p.add_argument("--categories", default="", help="category set without a checkpoint (default: scannet11)")
+    p.add_argument("--mode", default="", choices=["", "prediction", "ground_truth", "probability", "model",
+                                                  "synthetic", "rgb", "height"], help="initial colour mode")
+    p.add_argument("--class", dest="class_name", default="", help="initial class of the probability mode")
+    p.add_argument("--max-points", type=int, default=300_000,
+                   help="show at most this many points per scan (seeded random subsample; default 300000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsample")
+    p.add_argument("--units", default=None, choices=["m", "cm", "mm", "in", "ft"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-voxels", type=int, default=2_000_000, help="tile prediction above this many voxels")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_view)
+
+    p = sub.add_parser("report", help="Markdown report with plots (AmAP, per-class AP, PR curves) from an experiment "
+                                      "or demo folder")
+    p.add_argument("dir", help="folder of `cad2scan experiment` (results/*.json) or `cad2scan demo` (results.json), "
+                               "or one results JSON file")
+    p.add_argument("--out", default="", help="output folder (default: DIR/report)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("render", help="PNG figures of one scan: ground truth vs prediction per class (Fig. 4) and "
+                                      "prototype activation maps (Fig. 3B)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--scan", required=True, help="prepared scene folder / scene .npz, ScanNet scene folder, S3DIS "
+                                                 "room folder, or any scan file (then prediction only)")
+    p.add_argument("--labels", default="", help="per-point ground-truth labels (.npy, .txt or .ply with 'label')")
+    p.add_argument("--labels-as", default="scene", choices=["scene", "class"],
+                   help="--labels holds dataset label ids mapped by the category set (scene) or class indices")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--figures", default="",
+                   help="classes and/or prototypes, comma-separated (default: classes, plus prototypes when the "
+                        "checkpoint has the convex hull; asking for prototypes without it is an error)")
+    p.add_argument("--classes", default="", help="comma-separated target classes (default: those present)")
+    p.add_argument("--prototypes", default="", help="comma-separated prototype indices, e.g. 3,17,42 "
+                                                    "(default: the most used)")
+    p.add_argument("--num-prototypes", type=int, default=4, help="how many most-used prototypes (default 4)")
+    p.add_argument("--width", type=int, default=640, help="panel width in pixels")
+    p.add_argument("--height", type=int, default=480, help="panel height in pixels")
+    p.add_argument("--point-size", type=int, default=2, help="point size in pixels")
+    p.add_argument("--units", default=None, choices=["m", "cm", "mm", "in", "ft"])
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_render)
     return parser
 
 
