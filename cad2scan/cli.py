@@ -194,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def labels_arguments(p):
+        p.add_argument("--labels", default="", help="per-point ground-truth labels (.npy, .txt or .ply with 'label')")
+        p.add_argument("--labels-as", default="scene", choices=["scene", "class"],
+                       help="--labels holds dataset label ids mapped by the category set (scene) or class indices")
+
     def common(p):
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -283,9 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="", help="model to predict the scan with (scan targets)")
     p.add_argument("--scan", default="", help="the scan of a predictions .npz, or a scan to predict with a run's model")
     p.add_argument("--samples", type=int, default=0, help="run folder: show this many mixed training samples")
-    p.add_argument("--labels", default="", help="per-point ground-truth labels (.npy, .txt or .ply with 'label')")
-    p.add_argument("--labels-as", default="scene", choices=["scene", "class"],
-                   help="--labels holds dataset label ids mapped by the category set (scene) or class indices")
+    labels_arguments(p)
     p.add_argument("--categories", default="", help="category set without a checkpoint (default: scannet11)")
     p.add_argument("--mode", default="", choices=["", "prediction", "ground_truth", "probability", "model",
                                                   "synthetic", "rgb", "height"], help="initial colour mode")
@@ -311,9 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--scan", required=True, help="prepared scene folder / scene .npz, ScanNet scene folder, S3DIS "
                                                  "room folder, or any scan file (then prediction only)")
-    p.add_argument("--labels", default="", help="per-point ground-truth labels (.npy, .txt or .ply with 'label')")
-    p.add_argument("--labels-as", default="scene", choices=["scene", "class"],
-                   help="--labels holds dataset label ids mapped by the category set (scene) or class indices")
+    labels_arguments(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--figures", default="",
                    help="classes and/or prototypes, comma-separated (default: classes, plus prototypes when the "

@@ -24,3 +24,4 @@ def tiny_demo_run(tmp_path_factory):
         return root, demo_config(root, "pda_fa", [*TINY_RUN, f"train.steps_per_epoch={steps}", *overrides])
 
     return make
+

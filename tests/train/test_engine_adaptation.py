@@ -6,11 +6,9 @@ import torch
 
 from cad2scan.config import load_config
 from cad2scan.errors import ConfigError
-from cad2scan.geometry.voxel import voxelise
 from cad2scan.model.net import RTLNet
-from cad2scan.train.batch import Batch
-from cad2scan.train.data import TensorBatch
 from cad2scan.train.distributed import DistContext
+from engine_batches import random_tensor_batch
 from cad2scan.train.loop import global_batch_loss
 
 CPU = torch.device("cpu")
@@ -20,16 +18,7 @@ TINY = ["model.backbone.width_scale=0.25", "model.hull.num_prototypes=8"]
 @pytest.fixture(scope="module")
 def batch():
     """Two items of random points; the first 300 voxels of each are 'synthetic' (labelled), the rest scene."""
-    rng = np.random.default_rng(0)
-    coords, loss_voxel, loss_label, offset = [], [], [], 0
-    for _ in range(2):
-        grid = voxelise(rng.uniform(0, 1.5, (3000, 3)), 0.05)
-        coords.append(grid.voxel_coords.astype(np.int32))
-        loss_voxel.append(np.arange(300) + offset)
-        loss_label.append(rng.integers(0, 4, 300))
-        offset += len(grid.voxel_coords)
-    raw = Batch(coords, np.concatenate(loss_voxel).astype(np.int64), np.concatenate(loss_label).astype(np.int64), 6000)
-    return TensorBatch.from_batch(raw, num_samples=2, step=0)
+    return random_tensor_batch(lambda voxels: np.arange(300))
 
 
 def _net(preset: str, weight: float) -> RTLNet:

@@ -6,11 +6,9 @@ import torch
 
 from cad2scan.config import load_config
 from cad2scan.errors import ConfigError
-from cad2scan.geometry.voxel import voxelise
 from cad2scan.model.net import RTLNet
-from cad2scan.train.batch import Batch
-from cad2scan.train.data import TensorBatch
 from cad2scan.train.distributed import DistContext
+from engine_batches import random_tensor_batch
 from cad2scan.train.loop import _train_step, configure_precision, global_batch_loss, lr_factor
 
 TINY = ["model.backbone.width_scale=0.25", "model.backbone.out_channels=16", "model.hull.num_prototypes=8"]
@@ -22,17 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def batch():
     """Two items of random points; every tenth voxel carries a label."""
-    rng = np.random.default_rng(0)
-    coords, loss_voxel, loss_label, offset = [], [], [], 0
-    for _ in range(2):
-        grid = voxelise(rng.uniform(0, 1.5, (3000, 3)), 0.05)
-        coords.append(grid.voxel_coords.astype(np.int32))
-        labelled = np.arange(0, len(grid.voxel_coords), 10)
-        loss_voxel.append(labelled + offset)
-        loss_label.append(rng.integers(0, 4, len(labelled)))
-        offset += len(grid.voxel_coords)
-    raw = Batch(coords, np.concatenate(loss_voxel).astype(np.int64), np.concatenate(loss_label).astype(np.int64), 6000)
-    return TensorBatch.from_batch(raw, num_samples=2, step=0)
+    return random_tensor_batch(lambda voxels: np.arange(0, voxels, 10))
 
 
 def _objects(amp: str, init_scale: float = 2.0**16):
