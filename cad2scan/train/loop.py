@@ -179,6 +179,13 @@ def _labelled_scans_for_run(cfg: RunConfig, data: TrainingData, run_dir: Path, i
     return chosen
 
 
+def sample_builder(cfg: RunConfig, data: TrainingData) -> SampleBuilder:
+    """The builder of a run's synthetic training samples (PDA mixing, single models, ...)."""
+    return SampleBuilder(data.bank.points, data.categories, data.priors, cfg.align.mode, cfg.align.augment,
+                         cfg.align.mix, cfg.align.negatives_per_sample, cfg.align.scene_crop,
+                         negatives=cfg.align.negatives)
+
+
 def configure_threads(cfg: RunConfig, local_world_size: int = 1) -> int:
     """Set torch's intra-op threads: ``train.num_threads``, or (0) this process's share of the
     cores (cores / processes on this machine, minus one per data worker), at least 1."""
@@ -384,9 +391,7 @@ def train(cfg: RunConfig, run_dir: str | Path, data: TrainingData | None = None,
         objective = cfg.train.objective
         builder = None
         if uses_rtl(objective):
-            builder = SampleBuilder(data.bank.points, data.categories, data.priors, cfg.align.mode,
-                                    cfg.align.augment, cfg.align.mix, cfg.align.negatives_per_sample,
-                                    cfg.align.scene_crop, negatives=cfg.align.negatives)
+            builder = sample_builder(cfg, data)
         labelled_files = _labelled_scans_for_run(cfg, data, run_dir, ctx.is_main)
         labelled_builder = LabelledSampleBuilder(data.categories, cfg.align.scene_crop) if labelled_files else None
         epoch_samples = samples_per_epoch(objective, len(data.train_scenes), len(labelled_files))

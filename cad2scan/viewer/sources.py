@@ -315,14 +315,14 @@ def training_samples(run_dir: str | Path, count: int, progress: bool = False) ->
     """
     from cad2scan.config import load_config
     from cad2scan.train.data import BatchStream
-    from cad2scan.train.loop import prepare_training_data
+    from cad2scan.train.loop import prepare_training_data, sample_builder
 
     run_dir = Path(run_dir)
     if count < 1:
         raise Cad2ScanError(f"--samples must be a positive number, got {count}")
     cfg = load_config(run_dir / "config.yaml")
     data = prepare_training_data(cfg, with_eval=False, progress=progress)
-    builder = _sample_builder(cfg, data)
+    builder = sample_builder(cfg, data)
     batch = cfg.train.batch_size
     try:
         stream = BatchStream(builder, data.train_scenes, batch, cfg.data.voxel_size, cfg.train.seed,
@@ -335,15 +335,6 @@ def training_samples(run_dir: str | Path, count: int, progress: bool = False) ->
         segments = stream.build_sample(step, slot)
         scenes.append(sample_scene(segments, f"sample {index} (step {step}, slot {slot})"))
     return list(data.categories.names), scenes
-
-
-def _sample_builder(cfg, data):
-    """The SampleBuilder of a run, built like ``cad2scan.train.loop.train`` builds it."""
-    from cad2scan.align.samples import SampleBuilder
-
-    return SampleBuilder(data.bank.points, data.categories, data.priors, cfg.align.mode, cfg.align.augment,
-                         cfg.align.mix, cfg.align.negatives_per_sample, cfg.align.scene_crop,
-                         negatives=cfg.align.negatives)
 
 
 def run_document(run_dir: str | Path, *, samples: int = 0, scan: str | Path | None = None,

@@ -104,12 +104,12 @@ def test_run_folder_rebuilds_the_samples_training_saw(run_dir):
     from cad2scan.config import load_config
     from cad2scan.train.data import BatchStream
     from cad2scan.train.loop import prepare_training_data
-    from cad2scan.viewer.sources import _sample_builder
+    from cad2scan.train.loop import sample_builder
 
     document = view_document(run_dir, samples=2)
     cfg = load_config(run_dir / "config.yaml")
     data = prepare_training_data(cfg, with_eval=False, progress=False)
-    stream = BatchStream(_sample_builder(cfg, data), data.train_scenes, 2, cfg.data.voxel_size, cfg.train.seed, 1)
+    stream = BatchStream(sample_builder(cfg, data), data.train_scenes, 2, cfg.data.voxel_size, cfg.train.seed, 1)
     np.testing.assert_array_equal(document.scenes[1].coord, stream.build_sample(0, 1)[0]["coord"])
 
 
