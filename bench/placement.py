@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("placement_out"))
     parser.add_argument("--threads", type=int, default=0, help="train.num_threads (0: all cores)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides")
+    parser.add_argument("--summarise", action="store_true", help="only summarise the finished runs in OUT")
     args = parser.parse_args(argv)
 
     from cad2scan.demo import demo_data_paths
@@ -77,27 +78,59 @@ def main(argv: list[str] | None = None) -> None:
     else:  # every seed trains on the data generated for the first one
         dataset, base = "demo", [f"data.{k}={v}" for k, v in demo_data_paths(args.out / f"seed{seeds[0]}").items()]
     base += [f"train.num_threads={args.threads}"] + args.set
-    amap: dict[str, dict[int, float]] = {}
-    for seed in seeds:
-        result = run_experiment("placement", data=dataset, out_dir=args.out / f"seed{seed}", seed=seed,
-                                overrides=base, progress=False)
-        for row, record in result["meta"]["rows"].items():
-            amap.setdefault(row, {})[seed] = record["AmAP"]
-        print(f"seed {seed}: " + ", ".join(f"{row} {values[seed]:.2f}" for row, values in amap.items()), flush=True)
+    if not args.summarise:
+        for seed in seeds:
+            result = run_experiment("placement", data=dataset, out_dir=args.out / f"seed{seed}", seed=seed,
+                                    overrides=base, progress=False)
+            rows = result["meta"]["rows"]
+            print(f"seed {seed}: " + ", ".join(f"{row} {rows[row]['AmAP']:.2f}" for row in rows), flush=True)
+    summarise(args.out, args.data, seeds)
 
-    lines = ["| row | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std | mean - random |",
-             "|---|" + "---:|" * (len(seeds) + 3)]
+
+def chance_amap(document: dict) -> float:
+    """AmAP of random scores on the evaluated scans (each class's AP = its share of the points)."""
+    from cad2scan.classes import load_category_set
+    from cad2scan.zeroshot import nan_mean, positive_rates
+
+    data = next(iter(document["meta"]["rows"].values()))["config"]["data"]
+    folder = Path(data["cache_dir"]) / "scenes" / data["scene_format"] / "labelled-full"
+    files = [folder / scene for scene in document["meta"]["eval_scenes"]]
+    return nan_mean(list(positive_rates(files, load_category_set(data["categories"])).values()))
+
+
+def summarise(out: Path, data: str, seeds: list[int]) -> None:
+    """Print and write OUT/placement_summary.{md,json} from OUT/seed<N>/results/placement.json."""
+    amap: dict[str, dict[int, float]] = {}
+    per_class: dict[str, dict[int, dict[str, float | None]]] = {}
+    for seed in seeds:
+        document = json.loads((out / f"seed{seed}" / "results" / "placement.json").read_text())
+        for row, record in document["methods"].items():
+            amap.setdefault(row, {})[seed] = record["AmAP"]
+            per_class.setdefault(row, {})[seed] = record["AP"]
+
+    def wins(row: str, seed: int) -> tuple[int, int]:
+        """(classes where ``row`` beats random placement, classes scored) for one seed."""
+        pairs = [(ap, per_class["pda_fa"][seed][name]) for name, ap in per_class[row][seed].items()
+                 if ap is not None and per_class["pda_fa"][seed].get(name) is not None]
+        return sum(a > b for a, b in pairs), len(pairs)
+
+    chance = chance_amap(json.loads((out / f"seed{seeds[0]}" / "results" / "placement.json").read_text()))
+    lines = ["| row | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | std | mean - random | classes above random |",
+             "|---|" + "---:|" * (len(seeds) + 4)]
     for row, values in amap.items():
         series = [values[s] for s in seeds]
         delta = [values[s] - amap["pda_fa"][s] for s in seeds]
         spread = statistics.stdev(series) if len(series) > 1 else 0.0
+        won = [wins(row, s) for s in seeds]
+        above = "-" if row == "pda_fa" else f"{sum(w for w, _ in won)} of {sum(n for _, n in won)}"
         lines.append(f"| {row} | " + " | ".join(f"{v:.2f}" for v in series)
-                     + f" | {statistics.mean(series):.2f} | {spread:.2f} | {statistics.mean(delta):+.2f} |")
+                     + f" | {statistics.mean(series):.2f} | {spread:.2f} | {statistics.mean(delta):+.2f} | {above} |")
+    lines.append(f"| chance (random scores) | " + " | ".join(f"{chance:.2f}" for _ in seeds) + f" | {chance:.2f} | | | |")
     table = "\n".join(lines)
-    print(f"\nAmAP (%) on {args.data}, placement table, seeds {seeds}\n{table}")
-    (args.out / "placement_summary.md").write_text(table + "\n")
-    (args.out / "placement_summary.json").write_text(json.dumps({"data": args.data, "seeds": seeds, "AmAP": amap},
-                                                                indent=1))
+    print(f"\nAmAP (%) on {data}, placement table, seeds {seeds}\n{table}")
+    (out / "placement_summary.md").write_text(table + "\n")
+    (out / "placement_summary.json").write_text(json.dumps({"data": data, "seeds": seeds, "AmAP": amap,
+                                                           "AP": per_class}, indent=1))
 
 
 if __name__ == "__main__":
