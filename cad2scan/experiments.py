@@ -50,6 +50,7 @@ SWITCH_BASE = "scannet"  # rows' switches are their difference from this preset
 # The evaluation data whose published numbers are shown next to a run on each data set.
 # The demo mimics ScanNet's 11 classes; its reference column is ScanNet's, for orientation only.
 REFERENCE_DATASET = {"demo": "scannet", "scannet": "scannet", "s3dis": "s3dis"}
+CHANCE_ROW = "chance (random scores)"  # per-class AP of a random scorer = the class's share of the points
 REFERENCE_NAMES = {"scannet": "ScanNet v2", "s3dis": "S3DIS Area 5"}
 ROW_REFERENCE = "@"  # train.init_from: "@<row>" = the model.safetensors of that row's run
 METRICS = {"ap": "AmAP", "iou": "mIoU"}
@@ -412,19 +413,27 @@ def run_experiment(name: str, *, data: str = "demo", out_dir: str | Path = "expe
     if data == "demo":
         note += f" The paper's numbers are on {ref_name}, shown for orientation only."
     per_class = "AP" if table.metric == "ap" else "IoU"
+    shown = dict(results)
+    chance = None
+    if table.metric == "ap":  # the AP of random scores is each class's share of the points
+        from cad2scan.eval.evaluate import nan_mean, positive_rates
+
+        rates = positive_rates(first.eval_scenes, categories)
+        chance = {"AP": rates, "AmAP": nan_mean(list(rates.values()))}
+        shown[CHANCE_ROW] = chance
     markdown = "\n\n".join([
         f"# {table.title} (`{table.name}`)", note, "## Summary", format_summary(table, records, data),
         f"## Per-class {per_class} (%) on the held-out scans",
-        format_markdown_table(results, categories.target_names, metric=table.metric, reference=reference),
+        format_markdown_table(shown, categories.target_names, metric=table.metric, reference=reference),
     ]) + "\n"
     results_dir = out_dir / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results_dir / f"{table.name}.md", markdown)
     meta = {"table": table.name, "title": table.title, "data": data, "smoke": smoke, "seed": seed,
             "metric": table.metric, "total_s": total_s, "reference_data": ref_name, "rows": records,
-            "eval_scenes": [p.stem for p in first.eval_scenes]}
+            "eval_scenes": [p.stem for p in first.eval_scenes], "chance": chance}
     write_results_json(results_dir / f"{table.name}.json", results, meta=meta)
-    print("\n" + table.title + "\n" + format_table(results, categories.target_names, metric=table.metric,
+    print("\n" + table.title + "\n" + format_table(shown, categories.target_names, metric=table.metric,
                                                     reference=reference))
     return json.loads((results_dir / f"{table.name}.json").read_text())
 

@@ -33,6 +33,7 @@ import numpy as np
 from cad2scan.classes import PRESET_DIR, CategorySet, load_category_set
 from cad2scan.config import RunConfig, config_from_dict, config_to_dict, load_raw_config, merge_dicts, parse_overrides
 from cad2scan.errors import Cad2ScanError, ConfigError, UnknownClassError
+from cad2scan.eval.evaluate import nan_mean, positive_rates  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -146,28 +147,6 @@ def seen_training_data(data, unseen: tuple[str, ...]):
     bank = ModelBank({name: items for name, items in data.bank.points.items() if name not in excluded})
     return TrainingData(seen_categories(data.categories, unseen), data.priors, bank, data.train_scenes,
                         data.eval_scenes)
-
-
-def positive_rates(scene_files: list[Path], categories: CategorySet) -> dict[str, float]:
-    """Per target class, its share of the evaluated (non-ignored) points, in percent: the
-    expected AP of a random score (``nan`` for a class without points)."""
-    from cad2scan.prepare import load_scene
-
-    counts = np.zeros(categories.num_classes, dtype=np.int64)
-    total = 0
-    for path in scene_files:
-        labels = categories.map_scene_labels(load_scene(path)["label"])
-        labels = labels[labels >= 0]
-        total += labels.size
-        counts += np.bincount(labels, minlength=categories.num_classes)
-    return {name: (100.0 * counts[i] / total if total and counts[i] else math.nan)
-            for i, name in enumerate(categories.target_names)}
-
-
-def nan_mean(values: list[float]) -> float:
-    """Mean of the finite values (``nan`` when there is none)."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
 
 
 def _json_number(value: float) -> float | None:

@@ -152,6 +152,11 @@ def test_smoke_table_writes_markdown_and_json_with_both_rows_and_the_paper_colum
         assert row["AmAP"] == pytest.approx(document["methods"][name]["AmAP"])
         assert (out / "runs" / name / "model.safetensors").is_file()
     assert rows["no_crop"]["config"]["align"]["augment"]["crop"] is False
+    chance = document["meta"]["chance"]  # random scores: AP = each class's share of the evaluated points
+    shares = [v for v in chance["AP"].values() if v is not None]
+    assert shares and all(0 < v < 100 for v in shares) and sum(shares) < 100
+    assert chance["AmAP"] == pytest.approx(sum(shares) / len(shares))
+    assert "| chance (random scores) |" in markdown
     assert rows["pda_fa"]["config"]["align"]["augment"]["crop"] is True
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -26,3 +28,23 @@ def evaluate_scenes(net: torch.nn.Module, scene_files: list[str | Path], categor
         probabilities = predict_probabilities(net, scene["coord"], voxel_size, device)
         accumulator.add(probabilities, categories.map_scene_labels(scene["label"]))
     return accumulator.compute(categories.names, list(range(len(categories.classes))))
+
+
+def positive_rates(scene_files: list[Path], categories: CategorySet) -> dict[str, float]:
+    """Per target class, its share of the evaluated (non-ignored) points, in percent: the
+    expected AP of a random score (``nan`` for a class without points)."""
+    counts = np.zeros(categories.num_classes, dtype=np.int64)
+    total = 0
+    for path in scene_files:
+        labels = categories.map_scene_labels(load_scene(path)["label"])
+        labels = labels[labels >= 0]
+        total += labels.size
+        counts += np.bincount(labels, minlength=categories.num_classes)
+    return {name: (100.0 * counts[i] / total if total and counts[i] else math.nan)
+            for i, name in enumerate(categories.target_names)}
+
+
+def nan_mean(values: list[float]) -> float:
+    """Mean of the finite values (``nan`` when there is none)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
