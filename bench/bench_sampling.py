@@ -7,7 +7,13 @@ For each mesh it times ``poisson_disk_sample`` and, in the same run, the Poisson
 sampler of ``point_cloud_utils`` (``sample_mesh_poisson_disk``) or ``open3d``
 (``sample_points_poisson_disk``) when one is importable, plus plain area-weighted uniform
 sampling; it prints the time ratio and the spacing statistics (nearest-neighbour
-coefficient of variation, NN CV: lower is more even) of each.
+coefficient of variation, NN CV: lower is more even) of each. ``--reference`` picks one
+(point-cloud-utils first by default); ``--oversample`` trades our uniformity for speed, so
+the two can be compared at equal uniformity.
+
+Neither reference is a dependency: install one beside cad2scan (e.g. into a folder on
+PYTHONPATH). open3d 0.20 imports plotly and dash when it loads, so those must be importable
+too.
 """
 
 from __future__ import annotations
