@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cad2scan.align.labelled import crop_window_mask
 from cad2scan.align.mixing import mix_models_into_scene, place_models_alone
 from cad2scan.align.transforms import augment_model, scale_to_size_prior
 from cad2scan.classes import CategorySet, SizePriors
@@ -57,12 +58,8 @@ def crop_scene(scene: dict, window: float, rng: np.random.Generator) -> dict:
 
     scene: ``coord (S,3)`` float32 and ``floor_z``; a scan smaller than the window is kept whole.
     """
-    coord = scene["coord"]
-    if len(coord) == 0 or np.all(np.ptp(coord[:, :2], axis=0) <= window):
-        return scene
-    centre = coord[rng.integers(len(coord)), :2]
-    inside = np.all(np.abs(coord[:, :2] - centre) <= window / 2, axis=1)
-    return {**scene, "coord": coord[inside]}
+    inside = crop_window_mask(scene["coord"], window, rng)
+    return scene if inside is None else {**scene, "coord": scene["coord"][inside]}
 
 
 @dataclass
