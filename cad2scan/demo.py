@@ -18,8 +18,6 @@ from cad2scan.config import RunConfig, config_from_dict, config_to_dict, load_ra
 from cad2scan.eval.evaluate import evaluate_scenes
 from cad2scan.eval.tables import format_table, write_results_json
 from cad2scan.io.predictions import write_prediction_ply
-from cad2scan.predict import predict_probabilities
-from cad2scan.prepare import load_scene
 from cad2scan.train.checkpoint import load_checkpoint
 from cad2scan.train.loop import prepare_training_data, setup_runtime, train
 
@@ -98,16 +96,17 @@ def run_demo(out_dir: str | Path, seed: int = 0, methods: list[str] | None = Non
         run_dir = out_dir / "runs" / method
         result = train(cfg, run_dir, data=data, progress=progress)
         net = load_checkpoint(result.checkpoint, device).net
+        shown = {Path(p).name for p in data.eval_scenes[:2]}  # the first two rooms are written as coloured PLYs
+
+        def write_predictions(scene: dict, probabilities, method: str = method) -> None:
+            if scene["scene_id"] in shown:
+                write_prediction_ply(out_dir / "predictions" / f"{scene['scene_id']}_{method}.ply", scene["coord"],
+                                     probabilities.argmax(axis=1), data.categories.num_classes)
+
         results[method] = evaluate_scenes(net, data.eval_scenes, data.categories, cfg.data.voxel_size, device,
-                                          progress=progress)
+                                          progress=progress, on_scene=write_predictions)
         timings[f"{method}_train_s"] = round(result.seconds, 1)
         (run_dir / "eval.json").write_text(json.dumps(results[method].to_dict(), indent=2))
-        predictions = out_dir / "predictions"
-        for scene_path in data.eval_scenes[:2]:
-            scene = load_scene(scene_path)
-            probabilities = predict_probabilities(net, scene["coord"], cfg.data.voxel_size, device)
-            write_prediction_ply(predictions / f"{scene['scene_id']}_{method}.ply", scene["coord"],
-                                 probabilities.argmax(axis=1), data.categories.num_classes)
         log.info("%s: AmAP %.2f mIoU %.2f", method, results[method].amap, results[method].miou)
 
     timings["total_s"] = round(time.perf_counter() - started, 1)

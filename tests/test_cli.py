@@ -38,6 +38,8 @@ def test_readme_demo_command_runs_and_writes_results_json(smoke_demo):
     assert results["meta"]["smoke"] is True
     predictions = sorted((smoke_demo / "predictions").glob("*.ply"))
     assert {p.stem.split("_", 2)[-1] for p in predictions} == {"baseline", "pda", "pda_fa"}
+    scenes = results["meta"]["eval_scenes"][:2]  # the first two evaluation rooms, per method
+    assert sorted(p.stem for p in predictions) == sorted(f"{s}_{m}" for s in scenes for m in ("baseline", "pda", "pda_fa"))
 
 
 def test_readme_test_command_is_what_ci_runs():

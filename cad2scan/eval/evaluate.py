@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +17,22 @@ from cad2scan.prepare import load_scene
 
 
 def evaluate_scenes(net: torch.nn.Module, scene_files: list[str | Path], categories: CategorySet,
-                    voxel_size: float, device: torch.device | str = "cpu", progress: bool = True) -> EvalResult:
+                    voxel_size: float, device: torch.device | str = "cpu", progress: bool = True,
+                    on_scene: Callable[[dict, np.ndarray], None] | None = None) -> EvalResult:
     """Per-class AP, AmAP and IoU over cached labelled scenes (scene label ids in ``label``).
 
     The result also holds each present class's precision-recall curve (``pr_curves``, at
     most ``PR_CURVE_POINTS`` points; its step-wise area before downsampling is the AP).
+    ``on_scene(scene, probabilities (N, C) float32)`` is called after each scan is
+    predicted (e.g. to write its predictions without predicting it again).
     """
     accumulator = EvalAccumulator()
     for path in tqdm(scene_files, desc="evaluating", unit="scan", disable=not progress, dynamic_ncols=True):
         scene = load_scene(path)
         probabilities = predict_probabilities(net, scene["coord"], voxel_size, device)
         accumulator.add(probabilities, categories.map_scene_labels(scene["label"]))
+        if on_scene is not None:
+            on_scene(scene, probabilities)
     return accumulator.compute(categories.names, list(range(len(categories.classes))))
 
 
