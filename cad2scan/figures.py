@@ -138,33 +138,6 @@ class RenderScan:
     source: str
 
 
-def _read_labels_file(path: Path, num_points: int) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
-        try:
-            labels = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise DataFormatError(path, f"unreadable label array ({error})") from None
-    elif path.suffix.lower() == ".ply":
-        from cad2scan.io.ply import read_ply
-
-        ply = read_ply(path)
-        vertex = ply.get("vertex") if isinstance(ply, dict) else None
-        if vertex is None or "label" not in vertex:
-            raise DataFormatError(path, "PLY without a vertex 'label' property")
-        labels = np.asarray(vertex["label"])
-    else:
-        try:
-            labels = np.loadtxt(path, dtype=np.int64, ndmin=1)
-        except ValueError as error:
-            raise DataFormatError(path, f"labels must be one integer per line ({error})") from None
-    labels = np.asarray(labels).reshape(-1)
-    if labels.size != num_points:
-        raise DataFormatError(path, f"{labels.size} labels for a scan of {num_points} points")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataFormatError(path, f"labels must be integers, got {labels.dtype}")
-    return labels.astype(np.int64)
-
-
 def load_render_scan(path: str | Path, labels: str | Path | None = None, units: str | None = None) -> RenderScan:
     """Read a scan with its ground truth when there is one.
 
@@ -175,6 +148,7 @@ def load_render_scan(path: str | Path, labels: str | Path | None = None, units: 
     line, or a PLY with a vertex ``label`` property); overrides labels found with the scan.
     """
     from cad2scan.io.scannet import SCENE_PATTERN
+    from cad2scan.io.scans import npz_has_keys, read_point_labels
 
     path = Path(path)
     if not path.exists():
@@ -186,7 +160,7 @@ def load_render_scan(path: str | Path, labels: str | Path | None = None, units: 
         scene = load_scene(folder)
         scan = RenderScan(np.asarray(scene["coord"], np.float32), np.asarray(scene["label"], np.int64),
                           str(scene["scene_id"]), "prepared scene")
-    elif path.is_file() and path.suffix.lower() == ".npz" and _npz_has(path, ("coord", "label")):
+    elif path.is_file() and path.suffix.lower() == ".npz" and npz_has_keys(path, ("coord", "label")):
         with np.load(path, allow_pickle=False) as data:
             scan = RenderScan(np.asarray(data["coord"], np.float32), np.asarray(data["label"], np.int64).reshape(-1),
                               path.stem, "scene npz")
@@ -212,16 +186,8 @@ def load_render_scan(path: str | Path, labels: str | Path | None = None, units: 
     if scan.scene_label is not None and scan.scene_label.shape != (scan.coord.shape[0],):
         raise DataFormatError(path, f"{scan.scene_label.shape} labels for {scan.coord.shape[0]} points")
     if labels is not None:
-        scan.scene_label = _read_labels_file(Path(labels), scan.coord.shape[0])
+        scan.scene_label = read_point_labels(labels, scan.coord.shape[0])
     return scan
-
-
-def _npz_has(path: Path, keys: tuple[str, ...]) -> bool:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return all(k in data.files for k in keys)
-    except (OSError, ValueError):
-        return False
 
 
 # ------------------------------------------------------------------------------- views

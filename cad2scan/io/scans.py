@@ -379,3 +379,48 @@ def _las_colors_to_uint8(colors: np.ndarray) -> np.ndarray:
     if colors.size and colors.max() > 255:
         colors = colors >> 8
     return colors.astype(np.uint8)
+
+
+def read_point_labels(path: str | Path, count: int) -> np.ndarray:
+    """(count,) int64 per-point labels of a scan from ``.npy``, ``.txt``/``.csv``/``.labels``
+    (one integer per line) or a ``.ply`` with a vertex ``label`` property.
+
+    Raises DataFormatError naming ``path`` when it is missing, unreadable, not integer, or
+    holds another number of labels than the scan has points.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DataFormatError(path, "labels file not found")
+    try:
+        if suffix == ".npy":
+            labels = np.load(path, allow_pickle=False)
+        elif suffix == ".ply":
+            from cad2scan.io.ply import read_ply
+
+            vertex = read_ply(path)["vertex"]
+            if "label" not in vertex:
+                raise DataFormatError(path, "vertex element has no 'label' property")
+            labels = vertex["label"]
+        elif suffix in (".txt", ".csv", ".labels"):
+            labels = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        else:
+            raise DataFormatError(path, f"labels must be .npy, .txt or .ply, not {suffix or 'no extension'!r}")
+    except (OSError, ValueError) as error:
+        raise DataFormatError(path, f"unreadable labels ({error})") from None
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != count:
+        raise DataFormatError(path, f"{len(labels)} labels for a scan of {count} points")
+    if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)) \
+            or not np.all(labels == np.round(labels)):
+        raise DataFormatError(path, "labels must be integers")
+    return labels.astype(np.int64)
+
+
+def npz_has_keys(path: str | Path, keys: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a readable ``.npz`` holding all ``keys``."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return set(keys) <= set(data.files)
+    except (OSError, ValueError):
+        return False

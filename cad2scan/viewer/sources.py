@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cad2scan.errors import Cad2ScanError, DataFormatError
+from cad2scan.io.scans import npz_has_keys, read_point_labels
 from cad2scan.viewer.data import ViewScene
 from cad2scan.viewer.page import ViewDocument
 
@@ -86,35 +87,6 @@ def _scannet_scene_dir(path: Path) -> Path | None:
     return None
 
 
-def _read_label_file(path: Path, count: int) -> np.ndarray:
-    """(count,) int64 per-point labels from .npy, .txt or a .ply with a ``label`` vertex property."""
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DataFormatError(path, "labels file not found")
-    try:
-        if suffix == ".npy":
-            labels = np.load(path, allow_pickle=False)
-        elif suffix == ".ply":
-            from cad2scan.io.ply import read_ply
-
-            vertex = read_ply(path)["vertex"]
-            if "label" not in vertex:
-                raise DataFormatError(path, "vertex element has no 'label' property")
-            labels = vertex["label"]
-        elif suffix in (".txt", ".csv", ".labels"):
-            labels = np.loadtxt(path, dtype=np.float64, ndmin=1)
-        else:
-            raise DataFormatError(path, f"labels must be .npy, .txt or .ply, not {suffix or 'no extension'!r}")
-    except (OSError, ValueError) as error:
-        raise DataFormatError(path, f"unreadable labels ({error})") from None
-    labels = np.asarray(labels).reshape(-1)
-    if len(labels) != count:
-        raise DataFormatError(path, f"{len(labels)} labels for a scan of {count} points")
-    if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
-        raise DataFormatError(path, "labels must be integers")
-    return labels.astype(np.int64)
-
-
 def load_scan_input(path: str | Path, units: str | None = None, labels: str | Path | None = None,
                     labels_as: str = "scene") -> ScanInput:
     """Read a scan and whatever ground truth comes with it.
@@ -142,7 +114,7 @@ def load_scan_input(path: str | Path, units: str | None = None, labels: str | Pa
     elif path.is_dir():
         raise DataFormatError(path, "a folder to view must be a run folder (config.yaml + model.safetensors), a "
                                     "ScanNet scene folder or a prepared scene folder (item.json)")
-    elif path.suffix.lower() == ".npz" and _has_keys(path, ("coord", "label", "floor_z")):
+    elif path.suffix.lower() == ".npz" and npz_has_keys(path, ("coord", "label", "floor_z")):
         scene = load_scene(path)
         result = ScanInput(path.stem, np.asarray(scene["coord"], dtype=np.float32),
                            scene_labels=np.asarray(scene["label"], dtype=np.int64))
@@ -156,20 +128,12 @@ def load_scan_input(path: str | Path, units: str | None = None, labels: str | Pa
 
         raise EmptyScanError(path, "scan has no points")
     if labels is not None:
-        values = _read_label_file(Path(labels), len(result.coord))
+        values = read_point_labels(labels, len(result.coord))
         if labels_as == "scene":
             result.scene_labels, result.class_labels = values, None
         else:
             result.class_labels, result.scene_labels = values, None
     return result
-
-
-def _has_keys(path: Path, keys: tuple[str, ...]) -> bool:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return set(keys) <= set(data.files)
-    except (OSError, ValueError):
-        return False
 
 
 def ground_truth(scan: ScanInput, class_names: list[str], categories=None) -> np.ndarray | None:
