@@ -27,7 +27,6 @@ index (-1 for scene points that carry no label), ``is_synthetic (P,) bool``,
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,16 +40,6 @@ from cad2scan.errors import ConfigError, UnknownClassError
 MODES = ("pda", "single", "models_only")
 NEGATIVE_SOURCES = ("models", "scene")
 _SEGMENT_KEYS = ("coord", "label", "is_synthetic", "model_id")
-
-
-def _accepts_keyword(function, name: str) -> bool:
-    """Whether ``function`` takes the keyword argument ``name`` (explicitly or via ``**kwargs``)."""
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any((p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)) or p.kind == p.VAR_KEYWORD
-               for p in parameters)
 
 
 def crop_scene(scene: dict, window: float, rng: np.random.Generator) -> dict:
@@ -102,8 +91,6 @@ class SampleBuilder:
         self.negative_classes = [n for n in self.categories.negative_cad_classes(sorted(self.bank)) if self.bank.get(n)]
         if self.negative_models_per_sample > 0 and not self.negative_classes:
             raise UnknownClassError("no negative CAD classes available: add non-target classes to the CAD folder")
-        # layout-aware mixing takes the CAD class of each model, where the mixer supports it
-        self._mix_takes_classes = _accepts_keyword(mix_models_into_scene, "model_classes")
 
     @property
     def negative_models_per_sample(self) -> int:
@@ -147,9 +134,8 @@ class SampleBuilder:
             raise ValueError("the pda recipe needs an unlabelled scene to mix models into")
         if self.scene_crop > 0:
             scene = crop_scene(scene, self.scene_crop, rng)
-        extra = {"model_classes": [cad for cad, _, _ in models]} if self._mix_takes_classes else {}
         mixed = mix_models_into_scene(scene["coord"], self._augmented(models, rng), rng, self.mix,
-                                      floor_z=scene.get("floor_z"), **extra)
+                                      floor_z=scene.get("floor_z"), model_classes=[cad for cad, _, _ in models])
         segment = {key: mixed[key] for key in _SEGMENT_KEYS}
         if self.negatives == "scene":
             segment["label"] = np.where(segment["is_synthetic"], segment["label"],

@@ -53,11 +53,11 @@ class RTLNet(nn.Module):
         self.backbone = build_backbone(cfg.backbone)
         feature_dim = cfg.backbone.out_channels
         self.hull = ConvexHullAlignment(feature_dim, cfg.hull) if cfg.use_hull else None
-        self.anchors = build_anchor_head(getattr(cfg, "anchor_source", "learned"), feature_dim, num_classes,
+        self.anchors = build_anchor_head(cfg.anchor_source, feature_dim, num_classes,
                                          self.class_names)
         # Domain-adaptation heads of the comparison rows (model.adaptation); used in training only.
-        self.adaptation = build_adaptation(getattr(cfg, "adaptation", "none"), feature_dim, num_classes)
-        self.adaptation_weight = float(getattr(cfg, "adaptation_weight", 0.0))
+        self.adaptation = build_adaptation(cfg.adaptation, feature_dim, num_classes)
+        self.adaptation_weight = float(cfg.adaptation_weight)
 
     def set_classes(self, class_names: list[str], text_embeddings: torch.Tensor | None = None) -> None:
         """Classify into other classes at test time (text anchors only; background last, kept).
