@@ -208,13 +208,18 @@ def _row_raw(row: Row, dataset: str, out_dir: str | Path, seed: int, smoke: bool
     return merge_dicts(raw, parse_overrides([f"train.seed={seed}"] + list(overrides or [])))
 
 
-def row_dependency(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, smoke: bool = False,
-                   overrides: list[str] | None = None) -> str | None:
-    """The row whose checkpoint ``row`` starts from (``train.init_from: "@<row>"``), or None."""
-    init_from = (_row_raw(row, dataset, out_dir, seed, smoke, overrides).get("train") or {}).get("init_from")
+def _dependency_of(raw: dict) -> str | None:
+    """The row named by ``train.init_from: "@<row>"`` in a raw row config, or None."""
+    init_from = (raw.get("train") or {}).get("init_from")
     if isinstance(init_from, str) and init_from.startswith(ROW_REFERENCE):
         return init_from[len(ROW_REFERENCE):]
     return None
+
+
+def row_dependency(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, smoke: bool = False,
+                   overrides: list[str] | None = None) -> str | None:
+    """The row whose checkpoint ``row`` starts from (``train.init_from: "@<row>"``), or None."""
+    return _dependency_of(_row_raw(row, dataset, out_dir, seed, smoke, overrides))
 
 
 def row_checkpoint(out_dir: str | Path, row_name: str) -> Path:
@@ -232,7 +237,7 @@ def row_config(row: Row, dataset: str, out_dir: str | Path, *, seed: int = 0, sm
     of that row's checkpoint under ``out_dir`` (see :func:`row_checkpoint`).
     """
     raw = _row_raw(row, dataset, out_dir, seed, smoke, overrides)
-    dependency = row_dependency(row, dataset, out_dir, seed=seed, smoke=smoke, overrides=overrides)
+    dependency = _dependency_of(raw)
     if dependency is not None:
         if not dependency or dependency == row.name:
             raise ConfigError(f"experiment row {row.name}: train.init_from {raw['train']['init_from']!r} must name "
@@ -372,7 +377,6 @@ def run_experiment(name: str, *, data: str = "demo", out_dir: str | Path = "expe
             # A dependency that is not a row of this table gets a record without scores
             # (so that it is reused); a row of the table overwrites it after evaluation.
             atomic_write_text(run_dir / "row.json", json.dumps(_row_record(row, cfg, done, run_dir), indent=2) + "\n")
-        done["init_sha256"] = _init_digest(cfg)
         trained[row_name] = done
         return done
 

@@ -22,6 +22,7 @@ import numpy as np
 
 PR_CURVE_POINTS = 200  # points kept per precision-recall curve in results
 
+
 def _to_numpy(array: Any) -> np.ndarray:
     """Accept numpy arrays, lists, or torch tensors (on any device) without importing torch."""
     if hasattr(array, "detach"):
@@ -81,7 +82,7 @@ def step_area(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(max(0.0, np.sum(np.diff(recall, prepend=0.0) * precision)))
 
 
-def downsample_curve(precision: np.ndarray, recall: np.ndarray, max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def downsample_curve(precision: np.ndarray, recall: np.ndarray, max_points: int = PR_CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_points`` points of a precision-recall curve, for plotting and storage.
 
     Keeps the first and the last point exactly and, in between, the first point at or past

@@ -192,36 +192,30 @@ class BatchStream(IterableDataset):
         self.total_steps = total_steps
         self.start_step = start_step
         self.slots = rank_slots(batch_size, rank, world_size)
-        self._scene_cache: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._scene_cache: OrderedDict[tuple[int, int], dict] = OrderedDict()
         self._orders: dict[tuple[int, int], np.ndarray] = {}
 
-    def _epoch_order(self, epoch: int, stream: int = _UNLABELLED_ORDER) -> np.ndarray:
+    def _files(self, stream: int) -> list[Path]:
+        """The scans of a sub-stream: unlabelled (``_UNLABELLED_ORDER``) or labelled."""
+        return self.scene_files if stream == _UNLABELLED_ORDER else self.labelled_files
+
+    def _epoch_order(self, epoch: int, stream: int) -> np.ndarray:
         key = (stream, epoch)
         if key not in self._orders:
             if len(self._orders) > 8:
                 self._orders.clear()
-            count = len(self.scene_files if stream == _UNLABELLED_ORDER else self.labelled_files)
-            self._orders[key] = np.random.default_rng([self.seed, stream, epoch]).permutation(count)
+            self._orders[key] = np.random.default_rng([self.seed, stream, epoch]).permutation(len(self._files(stream)))
         return self._orders[key]
 
-    def _scan_at(self, position: int, stream: int) -> int:
-        """Index of the scan at ``position`` of a sub-stream (every epoch visits each scan once)."""
-        count = len(self.scene_files if stream == _UNLABELLED_ORDER else self.labelled_files)
-        epoch, within = divmod(position, count)
-        return int(self._epoch_order(epoch, stream)[within])
-
-    def scenes_for_step(self, step: int) -> list[int]:
-        """Indices of the unlabelled scans of all B slots of batch ``step`` (objective ``rtl``)."""
-        return [self._scan_at(g, _UNLABELLED_ORDER)
-                for g in range(step * self.batch_size, (step + 1) * self.batch_size)]
-
-    def _scene(self, index: int, kind: str = "rtl") -> dict:
-        key = (kind, index)
+    def _scene_at(self, position: int, stream: int) -> dict:
+        """The scan at ``position`` of a sub-stream (every epoch visits each scan once), memory-mapped
+        and kept in a small LRU cache."""
+        epoch, within = divmod(position, len(self._files(stream)))
+        key = (stream, int(self._epoch_order(epoch, stream)[within]))
         if key in self._scene_cache:
             self._scene_cache.move_to_end(key)
         else:
-            files = self.scene_files if kind == "rtl" else self.labelled_files
-            self._scene_cache[key] = load_scene(files[index], mmap=True)
+            self._scene_cache[key] = load_scene(self._files(stream)[key[1]], mmap=True)
             while len(self._scene_cache) > SCENE_CACHE_SIZE:
                 self._scene_cache.popitem(last=False)
         return self._scene_cache[key]
@@ -231,10 +225,10 @@ class BatchStream(IterableDataset):
         rng = np.random.default_rng([self.seed, step, slot])
         kind, position = sample_source(self.objective, self.batch_size, step, slot)
         if kind == "labelled":
-            return self.labelled_builder.build(self._scene(self._scan_at(position, _LABELLED_ORDER), "labelled"), rng)
+            return self.labelled_builder.build(self._scene_at(position, _LABELLED_ORDER), rng)
         if self.builder.mode != "pda":  # single / models_only: CAD models without a scan
             return self.builder.build(None, rng)
-        return self.builder.build(self._scene(self._scan_at(position, _UNLABELLED_ORDER)), rng)
+        return self.builder.build(self._scene_at(position, _UNLABELLED_ORDER), rng)
 
     def build_batch(self, step: int, slots: list[int] | None = None) -> Batch:
         """This rank's share of batch ``step`` (``slots`` overrides which samples)."""
